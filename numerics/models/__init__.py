@@ -1,0 +1,14 @@
+"""Physical models: pair potentials, velocity distributions, linear stability."""
+from numerics.models.potentials import (  # noqa: F401
+    HMF,
+    DiracComb,
+    FourierPotential,
+    Potential,
+    RingModel,
+)
+from numerics.models.distributions import (  # noqa: F401
+    Gaussian,
+    GeneralizedGaussian,
+    Tabulated,
+    VelocityDistribution,
+)
