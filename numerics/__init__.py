@@ -18,6 +18,10 @@ from numerics.models import (  # noqa: F401  (curated public surface)
     GeneralizedGaussian,
     Tabulated,
     VelocityDistribution,
+    Q,
+    check_stable,
+    critical_Q,
+    dielectric,
 )
 
 __all__ = [
@@ -30,4 +34,8 @@ __all__ = [
     "GeneralizedGaussian",
     "Tabulated",
     "VelocityDistribution",
+    "Q",
+    "check_stable",
+    "critical_Q",
+    "dielectric",
 ]

@@ -12,3 +12,9 @@ from numerics.models.distributions import (  # noqa: F401
     Tabulated,
     VelocityDistribution,
 )
+from numerics.models.stability import (  # noqa: F401
+    Q,
+    check_stable,
+    critical_Q,
+    dielectric,
+)
