@@ -244,3 +244,16 @@ def test_check_stable_returns_Q_and_Qc():
 def test_check_stable_raises_below_threshold(df):
     with pytest.raises(ValueError, match=r"Q = .* <= Q_c = .*linearly unstable.*hot-limit theory does not apply"):
         check_stable(HMF(), df)
+
+
+def test_dielectric_reality_condition_for_a_skewed_profile():
+    # real potential and real phi: eps_{-k}(-omega) = conj(eps_k(omega)), even when phi is not even
+    v = np.linspace(-5, 5, 201)
+    tab = Tabulated(v, np.exp(-0.5 * v**2) * (1 + 0.5 * np.tanh(v)))
+    pot = FourierPotential({1: 0.2, 2: 0.1})
+    omega = np.array([-1.3, -0.2, 0.0, 0.45, 2.0])
+    for k in (1, 2):
+        np.testing.assert_allclose(dielectric(pot, tab, -k, -omega), np.conj(dielectric(pot, tab, k, omega)),
+                                   atol=1e-13)
+    # not symmetric in k alone: the profile is skewed
+    assert not np.allclose(dielectric(pot, tab, -1, omega), dielectric(pot, tab, 1, omega))
