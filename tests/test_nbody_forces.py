@@ -1,0 +1,159 @@
+"""Forces and energies of the N-body engine: direct vs harmonic sums, NumPy vs JAX."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numerics.models import HMF, DiracComb, FourierPotential, Gaussian, Potential, RingModel
+from numerics.nbody import build_system, initial_conditions, resolve_force_model
+from numerics.nbody import forces_numpy
+
+FOURIER3 = FourierPotential({1: 0.5, 2: 0.2, 3: -0.1})
+
+
+def random_state(R=3, N=40, seed=7, sigma=1.0):
+    return initial_conditions(Gaussian(sigma), N, R, seed)
+
+
+def close(a, b, tol):
+    """max |a - b| <= tol * max(1, max |b|)."""
+    a, b = np.asarray(a), np.asarray(b)
+    scale = max(1.0, float(np.max(np.abs(b))))
+    return float(np.max(np.abs(a - b))) <= tol * scale
+
+
+# ----------------------------------------------------------------------------- force selection
+def test_force_selection():
+    assert resolve_force_model(HMF()).kind == "harmonic" and resolve_force_model(HMF()).kmax == 1
+    assert resolve_force_model(FOURIER3).kmax == 3 and resolve_force_model(FOURIER3).ks == (1, 2, 3)
+    assert resolve_force_model(FOURIER3, force="direct").kind == "direct"
+    ring = resolve_force_model(RingModel(0.1))
+    assert ring.kind == "direct" and ring.ring_softening == 0.1
+    truncated = resolve_force_model(RingModel(0.1), kmax=30)
+    assert truncated.kind == "harmonic" and truncated.kmax == 30 and len(truncated.ks) == 30
+    comb = resolve_force_model(DiracComb(2, 0.3), kmax=7)
+    assert comb.ks == (2, 4, 6) and comb.uk == (0.3, 0.3, 0.3)
+
+
+# ----------------------------------------------------------------------------- physics of the forces
+def test_direct_equals_harmonic_for_a_finite_fourier_potential():
+    theta, _ = random_state()
+    direct = build_system(FOURIER3, 40, dt=0.1, force="direct")
+    harmonic = build_system(FOURIER3, 40, dt=0.1, force="harmonic")
+    assert close(direct.accel(theta), harmonic.accel(theta), 1e-13)
+    assert close(direct.potential_sum(theta), harmonic.potential_sum(theta), 1e-12)
+
+
+def test_hmf_force_is_the_mean_field():
+    """HMF: a_i = -mu sum_j sin(theta_i - theta_j) = -(sin th_i Mx - cos th_i My) / N ... explicitly."""
+    theta, _ = random_state()
+    mx, my = np.cos(theta).mean(1, keepdims=True), np.sin(theta).mean(1, keepdims=True)
+    expected = -(np.sin(theta) * mx - np.cos(theta) * my)
+    assert close(build_system(HMF(), 40, dt=0.1).accel(theta), expected, 1e-14)
+
+
+def test_ring_fast_path_equals_generic_pair_force():
+    """Addition-formula fast path vs potential.pair_force(theta_i - theta_j) with trig per pair."""
+    theta, _ = random_state()
+    ring = RingModel(0.1)
+    mu = 1.0 / theta.shape[1]
+    fast = forces_numpy.ring_direct_accel(theta, ring.softening, mu)
+    generic = forces_numpy.pair_direct_accel(theta, ring, mu)
+    assert close(fast, generic, 1e-12)
+    fast_u = forces_numpy.ring_direct_potential_sum(theta, ring.softening)
+    generic_u = forces_numpy.pair_direct_potential_sum(theta, ring)
+    assert close(fast_u, generic_u, 1e-12)
+
+
+def test_truncated_ring_converges_to_direct():
+    """Harmonic sums of the ring model approach the direct force as kmax grows (U_k ~ e^{-k eps})."""
+    theta, _ = random_state()
+    ring = RingModel(0.5)
+    direct = build_system(ring, 40, dt=0.1).accel(theta)
+    errors = [np.max(np.abs(build_system(ring, 40, dt=0.1, kmax=k).accel(theta) - direct)) for k in (10, 30, 60)]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-9 * np.max(np.abs(direct))
+    d_u = build_system(ring, 40, dt=0.1).potential_sum(theta)
+    h_u = build_system(ring, 40, dt=0.1, kmax=60).potential_sum(theta)
+    assert close(h_u, d_u, 1e-9)
+
+
+def test_energy_and_momentum_normalisation():
+    theta, v = random_state(R=2, N=10)
+    system = build_system(RingModel(0.3), 10, dt=0.1)
+    d = system.diagnostics(theta, v, np.array([-1.0, 0.0, 1.0]))
+    mu = 0.1
+    pair = 0.0
+    for i in range(10):
+        for j in range(10):
+            if i != j:
+                pair += RingModel(0.3)(theta[0, i] - theta[0, j])
+    expected = mu * np.sum(v[0] ** 2) / 2 + 0.5 * mu**2 * pair
+    assert d["energy"][0] == pytest.approx(expected, rel=1e-13)
+    assert d["momentum"][0] == pytest.approx(mu * v[0].sum(), abs=1e-16)
+    np.testing.assert_array_equal(d["cumulative"][1], [(v[1] < u).mean() for u in (-1.0, 0.0, 1.0)])
+    assert d["v4"][0] == pytest.approx(np.mean(v[0] ** 4))
+
+
+# ----------------------------------------------------------------------------- backends agree
+BACKEND_CASES = [
+    ("ring-direct", RingModel(0.1), None, None),
+    ("fourier3-direct", FOURIER3, None, "direct"),
+    ("fourier3-harmonic", FOURIER3, None, None),
+    ("hmf", HMF(), None, None),
+    ("ring-kmax40", RingModel(0.3), 40, None),
+    ("diraccomb-kmax9", DiracComb(3, 0.2), 9, None),
+]
+
+
+@pytest.mark.parametrize("name, potential, kmax, force", BACKEND_CASES, ids=[c[0] for c in BACKEND_CASES])
+def test_jax_forces_and_energies_agree_with_numpy(name, potential, kmax, force):
+    theta, v = random_state(R=3, N=48)
+    ref = build_system(potential, 48, dt=0.1, kmax=kmax, force=force)
+    jax_system = build_system(potential, 48, dt=0.1, kmax=kmax, force=force, backend="jax")
+    assert close(jax_system.to_host(jax_system.accel(theta)), ref.accel(theta), 1e-12)
+    u = np.linspace(-2, 2, 9)
+    d_ref = ref.diagnostics(theta, v, u)
+    d_jax = jax_system.diagnostics(jax_system.to_device(theta), jax_system.to_device(v), u)
+    for key in ("energy", "kinetic", "potential", "momentum", "v2", "v4"):
+        assert close(d_jax[key], d_ref[key], 1e-12), key
+    np.testing.assert_array_equal(d_jax["cumulative"], d_ref["cumulative"])
+    # a few steps: the same trajectory
+    t_ref, v_ref = ref.advance(theta, v, 5)
+    t_jax, v_jax = jax_system.advance(theta, v, 5)
+    assert close(jax_system.to_host(t_jax), t_ref, 1e-12)
+    assert close(jax_system.to_host(v_jax), v_ref, 1e-12)
+
+
+def test_float32_forces_are_close_to_float64():
+    theta, _ = random_state()
+    for backend in ("numpy", "jax"):
+        for potential in (RingModel(0.3), FOURIER3):
+            f64 = build_system(potential, 40, dt=0.1, backend=backend).accel(theta)
+            s32 = build_system(potential, 40, dt=0.1, backend=backend, dtype="float32")
+            f32 = np.asarray(s32.to_host(s32.accel(theta.astype(np.float32))))
+            assert f32.dtype == np.float32
+            assert close(f32, np.asarray(f64), 2e-5)
+
+
+class OpaquePotential(Potential):
+    """A potential whose pair force exists in NumPy only (no Fourier description, not a RingModel)."""
+
+    name = "opaque"
+
+    def coefficients(self, kmax):
+        return np.zeros(kmax + 1)
+
+    def pair_force(self, dtheta):
+        return -np.sin(np.asarray(dtheta, dtype=float))
+
+    def __call__(self, dtheta):
+        return -np.cos(np.asarray(dtheta, dtype=float))
+
+
+def test_generic_direct_force_numpy_only():
+    theta, _ = random_state(R=2, N=12)
+    numpy_system = build_system(OpaquePotential(), 12, dt=0.1)
+    assert close(numpy_system.accel(theta), build_system(HMF(), 12, dt=0.1).accel(theta), 1e-14)
+    with pytest.raises(ValueError, match="RingModel and finite Fourier"):
+        build_system(OpaquePotential(), 12, dt=0.1, backend="jax")
