@@ -30,9 +30,22 @@ import numpy as np
 PAIR_BLOCK_ELEMENTS = 1 << 18
 
 
-def _realisation_chunks(R: int, N: int):
-    """Slices of realisations such that each chunk holds at most PAIR_BLOCK_ELEMENTS pairs."""
-    per_chunk = max(1, PAIR_BLOCK_ELEMENTS // (N * N))
+def _pair_blocks(R: int, N: int):
+    """(realisations, targets) slices of blocks holding about PAIR_BLOCK_ELEMENTS pairs each.
+
+    Each block covers whole rows of sources j, so every sum over j is the same NumPy reduction
+    whatever the blocking (results do not depend on R or on the block size).
+    """
+    rows = max(1, min(N, PAIR_BLOCK_ELEMENTS // N))  # target particles per block
+    per_chunk = max(1, PAIR_BLOCK_ELEMENTS // (N * rows)) if rows == N else 1
+    for r0 in range(0, R, per_chunk):
+        for i0 in range(0, N, rows):
+            yield slice(r0, min(R, r0 + per_chunk)), slice(i0, min(N, i0 + rows))
+
+
+def _realisation_chunks(R: int, per_realisation: int, budget: int = PAIR_BLOCK_ELEMENTS):
+    """Slices of realisations holding at most ``budget`` elements (at least one realisation)."""
+    per_chunk = max(1, budget // max(1, per_realisation))
     for start in range(0, R, per_chunk):
         yield slice(start, min(R, start + per_chunk))
 
@@ -48,8 +61,8 @@ def ring_direct_accel(theta: np.ndarray, softening: float, mu: float) -> np.ndar
     cos_t, sin_t = np.cos(theta), np.sin(theta)
     eps2 = softening * softening
     out = np.empty_like(theta)
-    for chunk in _realisation_chunks(*theta.shape):
-        ci, si = cos_t[chunk, :, None], sin_t[chunk, :, None]
+    for chunk, rows in _pair_blocks(*theta.shape):
+        ci, si = cos_t[chunk, rows, None], sin_t[chunk, rows, None]
         cj, sj = cos_t[chunk, None, :], sin_t[chunk, None, :]
         sin_d = si * cj
         sin_d -= ci * sj
@@ -61,7 +74,7 @@ def ring_direct_accel(theta: np.ndarray, softening: float, mu: float) -> np.ndar
         denom = np.sqrt(d2)
         denom *= d2
         sin_d /= denom
-        out[chunk] = sin_d.sum(axis=2)
+        out[chunk, rows] = sin_d.sum(axis=2)
     out *= -mu
     return out
 
@@ -72,17 +85,17 @@ def ring_direct_potential_sum(theta: np.ndarray, softening: float) -> np.ndarray
     R, N = theta.shape
     cos_t, sin_t = np.cos(theta), np.sin(theta)
     eps2 = softening * softening
-    out = np.empty(R)
-    diag = np.arange(N)
-    for chunk in _realisation_chunks(R, N):
-        d2 = cos_t[chunk, :, None] * cos_t[chunk, None, :]
-        d2 += sin_t[chunk, :, None] * sin_t[chunk, None, :]
+    per_particle = np.empty((R, N))
+    for chunk, rows in _pair_blocks(R, N):
+        d2 = cos_t[chunk, rows, None] * cos_t[chunk, None, :]
+        d2 += sin_t[chunk, rows, None] * sin_t[chunk, None, :]
         np.subtract(1.0, d2, out=d2)
         d2 *= 2.0
         d2 += eps2
-        d2[:, diag, diag] = np.inf  # exclude i == j: 1/sqrt(inf) = 0
-        out[chunk] = -(1.0 / np.sqrt(d2)).sum(axis=(1, 2))
-    return out
+        i = np.arange(rows.start, rows.stop)
+        d2[:, i - rows.start, i] = np.inf  # exclude i == j: 1/sqrt(inf) = 0
+        per_particle[chunk, rows] = -(1.0 / np.sqrt(d2)).sum(axis=2)
+    return per_particle.sum(axis=1)
 
 
 # ---------------------------------------------------------------- any pair force, direct sums
@@ -90,9 +103,9 @@ def pair_direct_accel(theta: np.ndarray, potential, mu: float) -> np.ndarray:
     """a_i = mu sum_j potential.pair_force(theta_i - theta_j), for any potential with a pair force."""
     theta = np.asarray(theta)
     out = np.empty_like(theta)
-    for chunk in _realisation_chunks(*theta.shape):
-        d = theta[chunk, :, None] - theta[chunk, None, :]
-        out[chunk] = np.asarray(potential.pair_force(d), dtype=theta.dtype).sum(axis=2)
+    for chunk, rows in _pair_blocks(*theta.shape):
+        d = theta[chunk, rows, None] - theta[chunk, None, :]
+        out[chunk, rows] = np.asarray(potential.pair_force(d), dtype=theta.dtype).sum(axis=2)
     out *= mu
     return out
 
@@ -101,21 +114,28 @@ def pair_direct_potential_sum(theta: np.ndarray, potential) -> np.ndarray:
     """sum_{i != j} potential(theta_i - theta_j) per realisation; shape (R,)."""
     theta = np.asarray(theta, dtype=np.float64)
     R, N = theta.shape
-    out = np.empty(R)
-    diag = np.arange(N)
-    for chunk in _realisation_chunks(R, N):
-        u = np.array(potential(theta[chunk, :, None] - theta[chunk, None, :]), dtype=np.float64)
-        u[:, diag, diag] = 0.0
-        out[chunk] = u.sum(axis=(1, 2))
-    return out
+    per_particle = np.empty((R, N))
+    for chunk, rows in _pair_blocks(R, N):
+        u = np.array(potential(theta[chunk, rows, None] - theta[chunk, None, :]), dtype=np.float64)
+        i = np.arange(rows.start, rows.stop)
+        u[:, i - rows.start, i] = 0.0  # exclude i == j
+        per_particle[chunk, rows] = u.sum(axis=2)
+    return per_particle.sum(axis=1)
 
 
 # ---------------------------------------------------------------- harmonic sums
 def harmonic_sums(theta: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """C_k = sum_j cos(k theta_j), S_k = sum_j sin(k theta_j) for each k in ``ks``; shapes (R, K)."""
     theta = np.asarray(theta)
-    k_theta = np.asarray(ks, dtype=theta.dtype)[:, None] * theta[:, None, :]  # (R, K, N)
-    return np.cos(k_theta).sum(axis=2), np.sin(k_theta).sum(axis=2)
+    R, N = theta.shape
+    ks = np.asarray(ks, dtype=theta.dtype)
+    C = np.empty((R, ks.size), dtype=theta.dtype)
+    S = np.empty_like(C)
+    for chunk in _realisation_chunks(R, ks.size * N):
+        k_theta = ks[:, None] * theta[chunk, None, :]  # (r, K, N)
+        C[chunk] = np.cos(k_theta).sum(axis=2)
+        S[chunk] = np.sin(k_theta).sum(axis=2)
+    return C, S
 
 
 def harmonic_accel(theta: np.ndarray, ks: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -124,11 +144,19 @@ def harmonic_accel(theta: np.ndarray, ks: np.ndarray, weights: np.ndarray) -> np
     ``ks``: (K,) harmonic numbers; ``weights``: (K,) the w_k. Returns (R, N).
     """
     theta = np.asarray(theta)
-    k_theta = np.asarray(ks, dtype=theta.dtype)[:, None] * theta[:, None, :]  # (R, K, N)
-    cos_k, sin_k = np.cos(k_theta), np.sin(k_theta)
-    wc = cos_k.sum(axis=2) * weights  # w_k C_k, (R, K)
-    ws = sin_k.sum(axis=2) * weights  # w_k S_k
-    return np.einsum("rkn,rk->rn", sin_k, wc) - np.einsum("rkn,rk->rn", cos_k, ws)
+    R, N = theta.shape
+    ks = np.asarray(ks, dtype=theta.dtype)
+    out = np.empty_like(theta)
+    for chunk in _realisation_chunks(R, ks.size * N):
+        k_theta = ks[:, None] * theta[chunk, None, :]  # (r, K, N)
+        cos_k, sin_k = np.cos(k_theta), np.sin(k_theta)
+        wc = cos_k.sum(axis=2) * weights  # w_k C_k, (r, K)
+        ws = sin_k.sum(axis=2) * weights  # w_k S_k
+        sin_k *= wc[:, :, None]
+        cos_k *= ws[:, :, None]
+        sin_k -= cos_k
+        out[chunk] = sin_k.sum(axis=1)
+    return out
 
 
 def harmonic_potential_sum(theta: np.ndarray, ks: np.ndarray, uk: np.ndarray, u0: float) -> np.ndarray:
@@ -149,11 +177,9 @@ def kinetic_and_moments(v: np.ndarray, u_grid: np.ndarray, mu: float) -> dict:
     v = np.asarray(v, dtype=np.float64)
     v2 = v * v
     cumulative = np.empty((v.shape[0], len(u_grid)))
-    per_chunk = max(1, (1 << 22) // max(1, v.shape[1] * len(u_grid)))
-    for start in range(0, v.shape[0], per_chunk):
-        block = v[start : start + per_chunk]
-        counts = np.count_nonzero(block[:, :, None] < u_grid, axis=1)
-        cumulative[start : start + per_chunk] = counts * (1.0 / v.shape[1])  # the same rounding on every backend
+    for chunk in _realisation_chunks(v.shape[0], v.shape[1] * len(u_grid), 1 << 22):
+        counts = np.count_nonzero(v[chunk, :, None] < u_grid, axis=1)
+        cumulative[chunk] = counts * (1.0 / v.shape[1])  # the same rounding on every backend
     return {
         "kinetic": 0.5 * mu * v2.sum(axis=1),
         "momentum": mu * v.sum(axis=1),
