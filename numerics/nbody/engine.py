@@ -221,9 +221,8 @@ class _Run:
         self.params = params
         self.system = system
         self.u_grid = u_grid
-        self.theta = system.to_device(theta)
-        self.v = system.to_device(v)
-        self.step = int(step)
+        # (theta, v, step) replaced in one assignment, so an interrupt never sees a torn state
+        self.state = (system.to_device(theta), system.to_device(v), int(step))
         self.n_done = int(n_done)
         self.snapshots = snapshots
         self.wall_time_before = float(wall_time_before)
@@ -232,6 +231,10 @@ class _Run:
         self.callback = callback
         self.steps = np.asarray(params["snapshot_steps"], dtype=np.int64)
         self.times = self.steps * float(params["dt"])
+
+    theta = property(lambda self: self.state[0])
+    v = property(lambda self: self.state[1])
+    step = property(lambda self: self.state[2])
 
     # -- diagnostics
     def _record(self, k: int) -> None:
@@ -302,7 +305,7 @@ class _Run:
                 t0 = _time.perf_counter()
                 theta, v = self.system.advance(self.theta, self.v, n)
                 elapsed = _time.perf_counter() - t0
-                self.theta, self.v, self.step = theta, v, self.step + n  # consistent state only
+                self.state = (theta, v, self.step + n)
                 bar.update(n)
                 cap = max(1, min(4 * cap, int(TARGET_CHUNK_SECONDS * n / max(elapsed, 1e-9))))
                 recorded = self.step == target

@@ -170,7 +170,7 @@ __global__ void harmonic_sums(const T* __restrict__ theta, const int* __restrict
 }
 
 // accel[r, i] = sum_q w_q [sin(k_q theta_i) C[r, q] - cos(k_q theta_i) S[r, q]], w_q = -2 mu k_q U_kq.
-// grid = (ceil(n / blockDim.x), R); dynamic shared memory 3 * blockDim.x * sizeof(T) + blockDim.x * sizeof(int).
+// grid = (ceil(n / blockDim.x), R); dynamic shared memory 2 * blockDim.x * sizeof(T) + blockDim.x * sizeof(int).
 template <typename T>
 __global__ void harmonic_accel(const T* __restrict__ theta, const int* __restrict__ ks,
                                const T* __restrict__ weights, const T* __restrict__ C,
@@ -326,7 +326,7 @@ class CupySystem:
         C, S = self._harmonic_sums(theta, self._kernels, self._ks, self.dtype)
         out = self.cp.empty_like(theta)
         nk = int(self._ks.size)
-        shared = 3 * BLOCK * self.dtype.itemsize + BLOCK * 4
+        shared = 2 * BLOCK * self.dtype.itemsize + BLOCK * 4  # w C, w S tiles + the k tile
         for a, b in self._row_chunks(R):
             grid = ((N + BLOCK - 1) // BLOCK, b - a)
             self._kernels["harmonic_accel"](grid, (BLOCK,), (theta[a:b], self._ks, self._weights, C[a:b], S[a:b], out[a:b],

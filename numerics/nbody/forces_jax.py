@@ -5,8 +5,8 @@ broadcasting. Several steps run per compiled call (``lax.fori_loop`` with a run-
 count, so changing the number of steps between snapshots does not recompile). Float64 by
 default (``numerics.backends.jax_module`` turns x64 on); float32 on request.
 
-Conventions and formulas: see :mod:`numerics.nbody.forces_numpy` (the reference). Two
-implementation choices differ from the reference, both for speed, both tested against it:
+Conventions and formulas: see :mod:`numerics.nbody.forces_numpy` (the reference). Three
+implementation choices differ from the reference, all for speed, all tested against it:
 
 * Direct sums of the ring model take cos/sin of each angle once per force evaluation and form
   the pair terms by the addition formulas, like the reference. XLA:CPU would fuse those
