@@ -51,9 +51,10 @@ class U(sp.Function):
             break
         return None
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         inner = ",".join(printer._print(a) for a in self.args)
-        return r"U_{%s}" % inner
+        out = r"U_{%s}" % inner
+        return out if exp is None else r"%s^{%s}" % (out, exp)
 
 
 class Resonance(sp.Function):
@@ -81,7 +82,7 @@ class Resonance(sp.Function):
         x, n = self.args
         return -n * Resonance(x, n + 1)
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         x, n = self.args
         base = r"\left(%s - i0\right)" % printer._print(x)
         return r"\frac{1}{%s}" % base if n == 1 else r"\frac{1}{%s^{%s}}" % (base, printer._print(n))
@@ -107,7 +108,7 @@ class PrincipalValue(sp.Function):
         x, n = self.args
         return -n * PrincipalValue(x, n + 1)
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         x, n = self.args
         return r"\mathcal{P}\frac{1}{%s}" % (
             printer._print(x) if n == 1 else "(%s)^{%s}" % (printer._print(x), printer._print(n))

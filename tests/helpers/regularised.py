@@ -1,0 +1,77 @@
+"""Numerical evaluation of engine expressions with regularised distributions (test helper).
+
+Resonance(x, n) -> (x - i eps)^-n, delta^(k)(x) -> k-th derivative of eps/(pi (x^2 + eps^2)),
+P(1/x^n) -> Re (x - i eps)^-n. Sums over wavevectors run over 0 < |q| <= kmax (1D), integrals
+over velocities by the trapezoidal rule on a grid. F and its derivatives enter as arrays
+(placeholders in the lambdified expression), so any stage's output is evaluated the same way.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+from derive.symbols import PrincipalValue, Resonance, U, mu
+
+
+def regularise(expr, eps):
+    x = sp.Dummy("x")
+    lorentz = eps / (sp.pi * (x**2 + eps**2))
+
+    def delta(arg, k=0):
+        return sp.diff(lorentz, x, int(k)).subs(x, arg)
+
+    expr = expr.replace(sp.DiracDelta, delta)
+    expr = expr.replace(Resonance, lambda a, n: (a - sp.I * eps) ** (-n))
+    expr = expr.replace(PrincipalValue, lambda a, n: sp.re(sp.expand_complex((a - sp.I * eps) ** (-n))))
+    return expr
+
+
+def _placeholders(body):
+    """Replace F(v_a) and its derivatives by symbols; return (expr, {symbol: (label, order)})."""
+    Ffun = sp.Function("F")
+    mapping, table = {}, {}
+    for d in body.atoms(sp.Derivative):
+        if isinstance(d.expr, AppliedUndef) and d.expr.func == Ffun:
+            var = d.expr.args[0]
+            n = sum(c for _, c in d.variable_count)
+            s = sp.Symbol(f"D{n}_{var.name}")
+            mapping[d] = s
+            table[s] = (var, n)
+    expr = body.xreplace(mapping)
+    for f in expr.atoms(AppliedUndef):
+        if f.func == Ffun:
+            s = sp.Symbol(f"D0_{f.args[0].name}")
+            expr = expr.xreplace({f: s})
+            table[s] = (f.args[0], 0)
+    return expr, table
+
+
+def evaluate_flux(terms, dF, couplings: dict, v1_grid, v_grid, eps):
+    """J(v1) for 1D FourierTerms. ``dF(n, v)`` returns the n-th derivative of F at v (arrays);
+    ``couplings`` maps |q| -> U_q (missing = 0)."""
+    kmax = max(couplings)
+    total = np.zeros_like(v1_grid, dtype=complex)
+    v1 = sp.Symbol("v1", real=True)
+    for term in terms:
+        expr, table = _placeholders(term.body.subs(mu, 1))  # per unit mu
+        expr = regularise(expr, eps)
+        uq = [sp.Symbol(f"U_{n}") for n in range(len(term.sums))]
+        qs_syms = list(term.sums)
+        expr = expr.replace(U, lambda *a: sp.Function("Uval")(a[0]))
+        velocities = [v1] + list(term.integrals)
+        grids = np.meshgrid(v1_grid, *([v_grid] * len(term.integrals)), indexing="ij")
+        gridmap = {v.name: g for v, g in zip(velocities, grids)}
+        args = velocities + qs_syms + sorted(table, key=lambda s: s.name)
+        ufun = lambda q: couplings.get(abs(int(round(float(q)))), 0.0)
+        fn = sp.lambdify(args, expr, modules=[{"Uval": ufun, "re": np.real}, "numpy"])
+        fvals = [dF(table[s][1], gridmap[table[s][0].name]) for s in sorted(table, key=lambda s: s.name)]
+        for qs in itertools.product([q for q in range(-kmax, kmax + 1) if q != 0], repeat=len(term.sums)):
+            vals = fn(*grids, *[float(q) for q in qs], *fvals) * np.ones_like(grids[0])
+            for _ in term.integrals:
+                vals = np.trapezoid(vals, v_grid, axis=-1)
+            total += vals
+    return total
