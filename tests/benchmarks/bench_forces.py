@@ -10,7 +10,8 @@ prints, for every backend usable here (numpy and jax always; cupy with a usable 
   call), which includes drifts, kicks and, for JAX, no Python overhead between steps.
 
 Timings are the best of several repeats (other processes on a shared machine only slow a run
-down). Also usable with pytest-benchmark: ``python -m pytest tests/benchmarks/bench_forces.py
+down; the load average is printed before and after). NumPy runs on one core; XLA spreads the
+JAX loops over all free cores, so on a loaded machine the JAX figures drop the most. Also usable with pytest-benchmark: ``python -m pytest tests/benchmarks/bench_forces.py
 --benchmark-enable -p no:cacheprovider`` (file name bench_*.py: not collected by the default run).
 """
 from __future__ import annotations
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
 
     print(f"# {os.cpu_count()} CPU cores; numpy {np.__version__}; jax {jax.__version__} "
           f"({jax.default_backend()}); cupy: {cupy_usable()[1]}")
+    print(f"# load average before: {os.getloadavg()[0]:.2f}")
     names = backends()
     for kind, sizes, unit in (("direct", DIRECT_SIZES, "pair interactions/s (ring model, R N^2)"),
                               ("harmonic", HARMONIC_SIZES, "particle-harmonics/s (R N K)")):
@@ -110,6 +112,7 @@ def main(argv=None) -> int:
             cells = " ".join(f"{rates[b][0]:14.3e} {rates[b][1]:14.3e}" for b in names)
             ratio = f"{rates['jax'][0] / rates['numpy'][0]:6.1f}x {rates['jax'][1] / rates['numpy'][1]:6.1f}x"
             print(f"{R:>6} {N:>6} {K if K else '-':>4} {cells}   {ratio}", flush=True)
+    print(f"\n# load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
 
