@@ -234,3 +234,11 @@ def test_energy_drift_stops_the_run():
     # disabled threshold: the same run completes
     run = small_run(potential=RingModel(0.1), dt=0.1, t_end=2.0, max_energy_error=None)
     assert run.relative_energy_error.max() > 1e-6
+
+
+def test_measure_flux_is_reexported():
+    import numerics.nbody
+
+    run = small_run(potential=HMF(), R=4, n_snapshots=11)
+    m = numerics.nbody.measure_flux(run, (0.2, 1.0), n_boot=20)
+    assert m.flux.shape == run.u_grid.shape and m.N == 16 and m.n_realisations == 4

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from numerics.models import HMF, DiracComb, FourierPotential, Gaussian, Potential, RingModel
 from numerics.nbody import build_system, initial_conditions, resolve_force_model
@@ -206,3 +208,19 @@ def test_numpy_blocking_does_not_change_results(monkeypatch):
                forces_numpy.pair_direct_accel(theta, ring, 1 / 30), forces_numpy.harmonic_accel(theta, ks, weights))
     for a, b in zip(reference, blocked):
         np.testing.assert_array_equal(a, b)
+
+
+@settings(deadline=None)
+@given(harmonics=st.dictionaries(st.integers(1, 6), st.floats(-1.0, 1.0, allow_nan=False), min_size=1, max_size=4),
+       seed=st.integers(0, 2**32 - 1))
+def test_pair_forces_sum_to_zero_and_paths_agree(harmonics, seed):
+    """Newton's third law (total force zero) and direct == harmonic, for random Fourier potentials."""
+    harmonics = {k: u for k, u in harmonics.items() if u != 0.0} or {1: 0.5}
+    potential = FourierPotential(harmonics)
+    theta, _ = initial_conditions(Gaussian(1.0), 9, 2, seed)
+    harmonic = build_system(potential, 9, dt=0.1).accel(theta)
+    direct = build_system(potential, 9, dt=0.1, force="direct").accel(theta)
+    scale = max(1.0, float(np.max(np.abs(direct))))
+    assert np.max(np.abs(harmonic.sum(axis=1))) <= 1e-14 * 9 * scale
+    assert np.max(np.abs(direct.sum(axis=1))) <= 1e-14 * 9 * scale
+    assert close(harmonic, direct, 1e-13)
