@@ -191,3 +191,58 @@ def hot_limit(system: System) -> System:
                 keep.append(term)
         out[subject] = Equation(subject, keep, eq.note, eq.dimension)
     return System(out, system.dimension, system.dropped + dropped)
+
+
+# ---------------------------------------------------------------------------------------
+# the three further drops of the order-mu^2 derivation (PHYSICS.md section 3, step 7)
+
+def _drop(system: System, step: str, predicate, reason: str) -> System:
+    dropped: list[Dropped] = []
+    out: dict[DF, Equation] = {}
+    for subject, eq in system.equations.items():
+        keep = []
+        for term in eq.terms:
+            if predicate(subject, term):
+                dropped.append(Dropped(step, _name(subject), term, reason))
+            else:
+                keep.append(term)
+        out[subject] = Equation(subject, keep, eq.note, eq.dimension)
+    return System(out, system.dimension, system.dropped + dropped)
+
+
+def is_landau_source(subject: DF, term: Term) -> bool:
+    """In the one-body equation: int dGamma_2 F_12 . d/dv1 g2^(1)(1, 2) (the order-1 flux)."""
+    return (subject.is_one_body and term.op.kind == "force"
+            and any(f.kind == "g" and f.size == 2 and f.part == 1 for f in term.factors))
+
+
+def drop_landau_source(system: System) -> System:
+    """Drop the order-mu (Landau) flux from the one-body equation: it vanishes identically for
+    1D homogeneous systems (Operator.check_vanishes_1d is the evidence)."""
+    if system.dimension != 1:
+        raise ValueError("drop_landau_source is legitimate only in dimension 1 (the Landau flux vanishes there)")
+    return _drop(system, "drop_landau_source", is_landau_source,
+                 "order-mu Landau flux: vanishes identically in 1D homogeneous systems")
+
+
+def is_two_body_source(subject: DF, term: Term) -> bool:
+    """In the equation of g2^(2): mu F_12 . d/dv_i g2^(1)(1, 2) (no third particle)."""
+    return (subject.kind == "g" and subject.size == 2 and subject.part == 2 and term.op.kind == "force"
+            and not term.integrated and term.factors == (DF("g", subject.labels, 1),))
+
+
+def drop_two_body_source(system: System) -> System:
+    """Drop mu F_12 . (d/dv1 - d/dv2) g2^(1) from the g2^(2) equation: a purely two-body source,
+    whose only resonances are k (v1 - v2); its contribution to the 1D flux vanishes (evidence:
+    derive.pipeline.two_body_source_contribution)."""
+    if system.dimension != 1:
+        raise ValueError("drop_two_body_source is legitimate only in dimension 1")
+    return _drop(system, "drop_two_body_source", is_two_body_source,
+                 "two-body source of g2^(2): its contribution to the 1D flux vanishes")
+
+
+def drop_nonlinear_sources(system: System) -> System:
+    """Drop the g2 g2 sources of g3: each carries one more coupling U and one more DF than the
+    F g2 sources, i.e. a relative factor U*/sigma^2 = 1/Q, negligible in the hot limit."""
+    return _drop(system, "drop_nonlinear_sources", lambda s, t: is_nonlinear_source(t),
+                 "g2 g2 source of g3: smaller than the F g2 sources by a factor of order 1/Q")

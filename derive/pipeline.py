@@ -49,7 +49,7 @@ def collision_operator(order: int, dimension: int = 1, collective: bool = False,
     if order == 2:
         raise NotImplementedError("the order-2 (three-body) operator needs the canonicalisation passes "
                                   "of part 2; the stages up to the long-time flux run via "
-                                  "derive.pipeline.long_time_flux(order=2)")
+                                  "derive.order2.long_time_flux()")
     if collective:
         raise NotImplementedError("collective=True (Balescu-Lenard dressing) is not derived yet: the "
                                   "engine cannot invert the linearised Vlasov operator; use collective=False")

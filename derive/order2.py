@@ -1,0 +1,70 @@
+"""The order-mu^2 (three-body) derivation, as far as the engine takes it today.
+
+Stages: the common hierarchy passes (BBGKY for f_1..f_3, clusters, truncation at mu^2,
+homogeneity, hot limit), then the three named drops of PHYSICS.md section 3, step 7:
+
+* ``drop_landau_source``     -- the order-mu Landau flux in the one-body equation (vanishes
+                                identically in 1D: ``Operator.check_vanishes_1d``);
+* ``drop_two_body_source``   -- mu F_12 . d g2^(1) in the g2^(2) equation: purely two-body,
+                                all its resonances are multiples of v1 - v2;
+* ``drop_nonlinear_sources`` -- the g2 g2 sources of g3 (one more U and one more F: a relative
+                                factor of order 1/Q);
+
+then Fourier, the sequential long-time solution (g2^(1) -> g3 -> g2^(2)), the flux with every
+correlation substituted, and its real part. The canonicalisation to a single resonance and
+the well-posed form are not implemented yet (see README, "What works today").
+"""
+from __future__ import annotations
+
+from derive import assumptions as A
+from derive.cluster import correlation_equations
+from derive.derivation import Derivation
+from derive.fourier import fourier_system
+from derive.kinetics import flux_terms, solve
+from derive.reduce import merge, real_part, symmetrise
+
+DROPS = {
+    "drop_landau_source": A.drop_landau_source,
+    "drop_two_body_source": A.drop_two_body_source,
+    "drop_nonlinear_sources": A.drop_nonlinear_sources,
+}
+
+
+def long_time_flux(*, drops=tuple(DROPS), progress=None) -> Derivation:
+    """Run the order-2 stages up to the real, symmetrised long-time flux (1D).
+
+    ``drops`` selects the named drops to apply (all three by default); the returned
+    Derivation's last stage holds the flux terms.
+    """
+    unknown = set(drops) - set(DROPS)
+    if unknown:
+        raise ValueError(f"unknown drops {sorted(unknown)}; valid: {sorted(DROPS)}")
+    d = Derivation({"order": 2, "dimension": 1, "collective": False, "drops": list(drops)})
+    exact = d.run("correlation_equations", "exact equations of f, g2, g3 from BBGKY + clusters",
+                  lambda: correlation_equations(3, 1), lambda x: sum(x.term_counts().values()),
+                  lambda x: [e.as_sympy() for e in x], progress)
+    system = d.run("truncate", "keep terms up to mu^2; g2 = g2^(1) + g2^(2)", lambda: A.truncate(exact, 2),
+                   lambda s: s.n_terms(), lambda s: [e.as_sympy() for e in s], progress)
+    system = d.run("homogeneous", "f(theta, v) = F(v)", lambda: A.homogeneous(system), lambda s: s.n_terms(),
+                   lambda s: [e.as_sympy() for e in s], progress)
+    system = d.run("hot_limit", "drop the linear back-reaction (collective effects)", lambda: A.hot_limit(system),
+                   lambda s: s.n_terms(), lambda s: [e.as_sympy() for e in s], progress)
+    for name in DROPS:
+        if name in drops:
+            system = d.run(name, (DROPS[name].__doc__ or "").strip().splitlines()[0],
+                           lambda fn=DROPS[name], s=system: fn(s), lambda s: s.n_terms(),
+                           lambda s: [e.as_sympy() for e in s], progress)
+    fourier = d.run("fourier", "Fourier expansion in the angles", lambda: fourier_system(system),
+                    lambda f: sum(e.n_terms() for e in f.values()), lambda f: [e.as_sympy() for e in f.values()],
+                    progress)
+    solutions = d.run("solve", "sequential long-time solution g2^(1) -> g3 -> g2^(2)", lambda: solve(fourier),
+                      lambda s: sum(x.n_terms() for x in s.values()), None, progress)
+    flux = d.run("flux", "flux J(v1) with every correlation substituted", lambda: flux_terms(fourier, solutions)[0],
+                 lambda J: len(J), None, progress)
+    real = d.run("real_part", "Sokhotski-Plemelj split and real part", lambda: real_part(flux, 1),
+                 lambda r: len(r.terms), None, progress)
+    if not real.imaginary_sums_to_zero:
+        raise AssertionError("the imaginary part of the order-2 flux does not cancel between q and -q")
+    d.run("symmetrise", "average over flipping all wavevectors; like terms merged",
+          lambda: merge(symmetrise(real.terms, 1), 1), lambda J: len(J), None, progress)
+    return d

@@ -1,0 +1,122 @@
+"""Order-mu^2 stages: the three named drops (each with the reason it is legitimate) and the
+long-time flux up to its real part."""
+import pytest
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+from derive import assumptions as A
+from derive.cluster import correlation_equations
+from derive.fourier import fourier_system
+from derive.kinetics import flux_terms, solve
+from derive.order2 import long_time_flux
+from derive.symbols import Resonance, U
+
+v1, v2 = sp.Symbol("v1", real=True), sp.Symbol("v2", real=True)
+
+
+@pytest.fixture(scope="module")
+def hot():
+    return A.hot_limit(A.homogeneous(A.truncate(correlation_equations(3), 2)))
+
+
+def test_named_drops_remove_exactly_the_expected_terms(hot):
+    s1 = A.drop_landau_source(hot)
+    assert [d.step for d in s1.dropped].count("drop_landau_source") == 1
+    s2 = A.drop_two_body_source(s1)
+    assert [d.step for d in s2.dropped].count("drop_two_body_source") == 2
+    s3 = A.drop_nonlinear_sources(s2)
+    assert [d.step for d in s3.dropped].count("drop_nonlinear_sources") == 6
+    assert s3.term_counts() == {"F(1,)": 2, "g2^(1)(1, 2)": 5, "g2^(2)(1, 2)": 5, "g3^(2)(1, 2, 3)": 16}
+
+
+def test_drops_that_rely_on_1d_refuse_other_dimensions():
+    hot2d = A.hot_limit(A.homogeneous(A.truncate(correlation_equations(3, 2), 2)))
+    with pytest.raises(ValueError, match="dimension 1"):
+        A.drop_landau_source(hot2d)
+    with pytest.raises(ValueError, match="dimension 1"):
+        A.drop_two_body_source(hot2d)
+
+
+def test_two_body_source_only_has_two_body_resonances(hot):
+    """Why drop_two_body_source is legitimate in 1D: the flux it generates involves only
+    resonances at multiples of v1 - v2, i.e. two-body kinematics, which in 1D can only keep or
+    exchange the two velocities. (Note: under adiabatic eps-regularisation its products of
+    resonances pinch, and the regularised value does not vanish even for a Maxwellian; the
+    drop rests on the kinematic argument, not on that evaluation.)"""
+    only = A._drop(A.drop_landau_source(hot), "keep_only_two_body",
+                   lambda s, t: s.kind == "g" and s.size == 2 and s.part == 2 and any(f.size == 3 for f in t.factors),
+                   "isolate the two-body source")
+    fs = fourier_system(only)
+    J = flux_terms(fs, solve(fs))[0]
+    assert J
+    for term in J:
+        assert term.integrals == (v2,)
+        for res in term.body.atoms(Resonance):
+            arg = sp.expand(res.args[0])
+            assert sp.simplify(arg.subs(v2, v1)) == 0, arg
+
+
+def _u_degree(expr):
+    return max(sum(e for b, e in (f.as_base_exp() for f in sp.Mul.make_args(t)) if isinstance(b, U))
+               for t in sp.Add.make_args(sp.expand(expr)))
+
+
+def _f_count(expr):
+    out = []
+    for t in sp.Add.make_args(sp.expand(expr)):
+        n = 0
+        for f in sp.Mul.make_args(t):
+            base, e = f.as_base_exp()
+            if (isinstance(base, AppliedUndef) and base.func.__name__ == "F") or (
+                    isinstance(base, sp.Derivative) and base.expr.func.__name__ == "F"):
+                n += int(e)
+        out.append(n)
+    return max(out)
+
+
+def test_nonlinear_sources_carry_one_more_coupling_and_one_more_DF(hot):
+    """Why drop_nonlinear_sources is legitimate in the hot limit: in g3, the g2 g2 sources carry
+    one more coupling U and one more DF than the F g2 sources. With v = sigma u, F ~ 1/sigma and
+    each velocity integral ~ sigma, that is a relative factor U*/sigma^2 = 1/Q."""
+    base = A.drop_two_body_source(A.drop_landau_source(hot))
+    fs_all = fourier_system(base)
+    fs_lin = fourier_system(A.drop_nonlinear_sources(base))
+    g3_all = solve(fs_all)["ghat3_2"].terms
+    g3_lin = solve(fs_lin)["ghat3_2"].terms
+    lin_bodies = {sp.srepr(t.body) for t in g3_lin}
+    nonlinear = [t for t in g3_all if sp.srepr(t.body) not in lin_bodies]
+    assert nonlinear
+    assert _u_degree(sp.Add(*[t.body for t in g3_lin])) == 2
+    assert _f_count(sp.Add(*[t.body for t in g3_lin])) == 3
+    for t in nonlinear:
+        assert _u_degree(t.body) == 3 and _f_count(t.body) == 4
+        assert len(t.integrals) == 1  # the extra integrated particle
+
+
+@pytest.fixture(scope="module")
+def order2():
+    return long_time_flux()
+
+
+def test_order2_long_time_flux_is_real(order2):
+    # real_part raises if the imaginary part does not cancel; the stage record shows its size
+    names = order2.stage_names()
+    assert names[-3:] == ["flux", "real_part", "symmetrise"]
+    assert order2["flux"].n_terms == 48
+    final = order2["symmetrise"].output
+    assert sum(len(sp.Add.make_args(t.body)) for t in final) > 500  # "hundreds of terms"
+    for t in final:
+        assert not t.body.has(sp.I)
+        assert not t.body.has(Resonance)
+        assert len(t.sums) == 2 and len(t.integrals) == 2  # two wavevectors, particles 2 and 3
+
+
+def test_order2_couplings_are_three_U(order2):
+    """Every term couples U_k1 U_k2 U_(k1+k2)-type triples squared into four U's."""
+    for t in order2["symmetrise"].output:
+        assert _u_degree(t.body) == 4
+
+
+def test_unknown_drop_is_rejected():
+    with pytest.raises(ValueError, match="unknown drops"):
+        long_time_flux(drops=("drop_everything",))
