@@ -236,6 +236,53 @@ def test_energy_drift_stops_the_run():
     assert run.relative_energy_error.max() > 1e-6
 
 
+def _zero_energy_sigma(potential, N, R, seed):
+    """sigma of a Gaussian DF for which realisation 0 starts with E(0) = K(0) + W(0) = 0 (to round-off).
+
+    The angles do not depend on sigma and the velocities are sigma times the sigma = 1 draw, so
+    K(0) scales as sigma^2 while W(0) stays fixed: sigma^2 = -W(0) / K(0; sigma = 1).
+    """
+    from numerics.nbody import build_system
+
+    theta, v = initial_conditions(Gaussian(1.0), N, R, seed)
+    d = build_system(potential, N, dt=0.1).diagnostics(theta, v, [0.0])
+    return float(np.sqrt(-d["potential"][0] / d["kinetic"][0]))
+
+
+def test_energy_check_does_not_misfire_when_initial_energy_is_zero():
+    """Ring model: U_0 makes W(0) < 0, and a DF whose K(0) cancels it gives E(0) ~ 1e-16."""
+    ring = RingModel(0.3)
+    sigma = _zero_energy_sigma(ring, 16, 2, seed=3)
+    run = small_run(potential=ring, df=Gaussian(sigma), R=2, seed=3)  # default max_energy_error = 1e-3
+    e = run.energy
+    kinetic0 = 0.5 * run.moments["v2"][0, 0]
+    assert abs(e[0, 0]) < 1e-12 * kinetic0  # E(0) ~ 0 by construction
+    old = np.abs(e[0] - e[0, 0]) / abs(e[0, 0])  # the former |E(t) - E(0)|/|E(0)|: a misfire
+    assert old.max() > 1e3
+    err = run.relative_energy_error
+    assert err.max() < 1e-6  # the integration itself is accurate
+    scale = 2.0 * kinetic0  # K(0) + |W(0)| with W(0) = -K(0)
+    np.testing.assert_allclose(err[0], np.abs(e[0] - e[0, 0]) / scale, rtol=1e-12)
+
+
+def test_energy_check_still_stops_a_diverging_run_from_zero_energy():
+    ring = RingModel(0.3)
+    sigma = _zero_energy_sigma(ring, 16, 2, seed=3)
+    with pytest.raises(SimulationError, match=r"max\(\|E\(0\)\|, K\(0\) \+ \|W\(0\)\|\) = .* exceeds "
+                                              r"max_energy_error = 0.001 .*kinetic K\(0\) = .*potential W\(0\) = ") as info:
+        small_run(potential=ring, df=Gaussian(sigma), R=2, seed=3, dt=0.5, t_end=5.0, n_snapshots=11)
+    assert info.value.quantity == "relative energy error" and info.value.value > 1e-3
+
+
+def test_energy_error_scale():
+    from numerics.nbody.engine import energy_error_scale
+
+    # E(0) = K + W with K = <v^2>/2: (K, W) = (1, -1), (1, 2), (0, -3), (0, 0)
+    e0 = np.array([0.0, 3.0, -3.0, 0.0])
+    v2 = np.array([2.0, 2.0, 0.0, 0.0])
+    np.testing.assert_array_equal(energy_error_scale(e0, v2), [2.0, 3.0, 3.0, 1.0])  # K + |W|; 1 if 0
+
+
 def test_measure_flux_is_reexported():
     import numerics.nbody
 

@@ -17,6 +17,15 @@ Snapshots store what the flux measurement needs, not the phase space: at each sn
 and for each realisation, the fraction of particles with v < u for every u of ``u_grid``
 (``cumulative``, (R, T, U)), the energy and momentum (R, T), and the velocity moments
 <v^2>, <v^4> (means over the N particles, (R, T)).
+
+Energy check: the relative energy error of a realisation is
+``|E(t) - E(0)| / max(|E(0)|, K(0) + |W(0)|)`` (:func:`relative_energy_error`), with K the kinetic
+and W the potential energy (E = K + W). Dividing by |E(0)| alone misfires when E(0) is close to
+0, which happens when K(0) cancels W(0) (the ring model's U_0 shifts W by -U_0 (N - 1)/(2 N)):
+K(0) + |W(0)| >= |E(0)| is the size of the terms that cancel, and vanishes only for a state
+with no motion and no potential energy at all. W(0) includes the U_0 shift, so a potential with
+a large |U_0| makes the check correspondingly looser (the check never becomes stricter than
+the former |E(t) - E(0)|/|E(0)|).
 """
 from __future__ import annotations
 
@@ -47,6 +56,29 @@ TARGET_CHUNK_SECONDS = 0.5
 SEEDING = ("realisation r: rng = numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(R)[r]); "
            "theta = rng.uniform(0, 2 pi, N); v = df.sample(rng, N); v -= mean(v)")
 ENERGY_NORMALISATION = "E = mu sum_i v_i^2/2 + (mu^2/2) sum_{i != j} U(theta_i - theta_j), mu = 1/N; P = mu sum_i v_i"
+ENERGY_ERROR = "|E(t) - E(0)| / max(|E(0)|, K(0) + |W(0)|), K(0) = <v^2>(0)/2 kinetic, W(0) = E(0) - K(0) potential"
+
+
+def energy_error_scale(e0, v2_0) -> np.ndarray:
+    """max(|E(0)|, K(0) + |W(0)|) per realisation: the denominator of the relative energy error.
+
+    ``e0``: E(0); ``v2_0``: <v^2> at t = 0 (means over the particles), so that the kinetic energy
+    is K(0) = mu sum_i v_i^2 / 2 = <v^2>/2 (mu = 1/N) and the potential energy W(0) = E(0) - K(0).
+    K(0) + |W(0)| >= |E(0)| (K >= 0), so this is K(0) + |W(0)| up to round-off; unlike |E(0)|
+    it does not vanish when the kinetic energy cancels the potential energy. It is 0 only for
+    v = 0 and W = 0; the error is then absolute (divided by 1).
+    """
+    e0 = np.asarray(e0, dtype=np.float64)
+    k0 = 0.5 * np.asarray(v2_0, dtype=np.float64)
+    scale = np.maximum(np.abs(e0), k0 + np.abs(e0 - k0))
+    return np.where(scale == 0.0, 1.0, scale)
+
+
+def relative_energy_error(energy, v2_0) -> np.ndarray:
+    """|E(t) - E(0)| / max(|E(0)|, K(0) + |W(0)|); ``energy`` (R, T) with E(0) in column 0, ``v2_0`` (R,)."""
+    energy = np.asarray(energy, dtype=np.float64)
+    return np.abs(energy - energy[:, :1]) / energy_error_scale(energy[:, 0], v2_0)[:, None]
+
 
 _SNAPSHOT_KEYS = ("energy", "momentum", "cumulative", "moment_v2", "moment_v4")
 
@@ -55,7 +87,8 @@ class SimulationError(RuntimeError):
     """A run stopped because a realisation went wrong (non-finite values, energy drift).
 
     Attributes name what and where: ``realisation`` (index), ``time``, ``quantity``
-    ("angle", "velocity", "energy" or "relative energy error") and ``value``.
+    ("angle", "velocity", "energy" or "relative energy error") and ``value``. The relative energy
+    error is |E(t) - E(0)| / max(|E(0)|, K(0) + |W(0)|) (:data:`ENERGY_ERROR`).
     """
 
     def __init__(self, message: str, *, realisation: int | None = None, time: float | None = None,
@@ -103,9 +136,12 @@ class NBodyResult:
 
     @property
     def relative_energy_error(self) -> np.ndarray:
-        """|E(t) - E(0)| / |E(0)|, shape (R, T)."""
-        e0 = self.energy[:, :1]
-        return np.abs(self.energy - e0) / np.where(e0 == 0.0, 1.0, np.abs(e0))
+        """|E(t) - E(0)| / max(|E(0)|, K(0) + |W(0)|), shape (R, T); see :func:`relative_energy_error`.
+
+        K(0) = <v^2>(0)/2 is the kinetic and W(0) = E(0) - K(0) the potential energy at t = 0: the
+        denominator does not vanish when E(0) is close to 0.
+        """
+        return relative_energy_error(self.energy, self.moments["v2"][:, 0])
 
     def potential_model(self) -> Potential:
         return potential_from_dict(self.params["potential"])
@@ -265,13 +301,17 @@ class _Run:
         self.n_done = k + 1
         threshold = self.params["max_energy_error"]
         e0 = s["energy"][:, 0]
-        err = np.abs(d["energy"] - e0) / np.where(e0 == 0.0, 1.0, np.abs(e0))
+        scale = energy_error_scale(e0, s["moment_v2"][:, 0])  # from stored snapshot 0: survives a resume
+        err = np.abs(d["energy"] - e0) / scale
         self.max_energy_error_seen = float(err.max())
         if threshold is not None and k > 0 and np.any(err > threshold):
             r = int(np.argmax(err))
-            raise SimulationError(f"realisation {r}: relative energy error |E(t) - E(0)|/|E(0)| = {err[r]:.3g} "
-                                  f"{where} exceeds max_energy_error = {threshold:g}. Reduce dt (now "
-                                  f"{self.params['dt']:g}), or raise or disable (None) max_energy_error.",
+            k0 = 0.5 * float(s["moment_v2"][r, 0])
+            raise SimulationError(f"realisation {r}: relative energy error |E(t) - E(0)| / max(|E(0)|, K(0) + |W(0)|) "
+                                  f"= {err[r]:.3g} {where} exceeds max_energy_error = {threshold:g} (E(t) = "
+                                  f"{d['energy'][r]:.6g}, E(0) = {e0[r]:.6g}, kinetic K(0) = {k0:.6g}, potential "
+                                  f"W(0) = {e0[r] - k0:.6g}). Reduce dt (now {self.params['dt']:g}), or raise or "
+                                  "disable (None) max_energy_error.",
                                   realisation=r, time=t, quantity="relative energy error", value=float(err[r]))
 
     def _save_checkpoint(self, wall_time: float, complete: bool = False) -> None:
@@ -312,7 +352,7 @@ class _Run:
                 if recorded:
                     self._record(self.n_done)
                     snapshots_since += 1
-                    bar.set_postfix_str(f"t={self.times[self.n_done - 1]:.4g} max|dE/E|={self.max_energy_error_seen:.1e}",
+                    bar.set_postfix_str(f"t={self.times[self.n_done - 1]:.4g} max rel dE={self.max_energy_error_seen:.1e}",
                                         refresh=False)
                 now = _time.perf_counter()
                 if self.checkpoint is not None and (now - last_checkpoint >= every or
@@ -366,8 +406,10 @@ def simulate(potential: Potential, df: VelocityDistribution, N: int, R: int, t_e
     seed: int >= 0; initial conditions as in the module docstring (recorded in ``params``).
     n_snapshots: snapshot times, evenly spaced steps from 0 to t_end inclusive (2 <= n <= steps + 1).
     u_grid: velocities u of the cumulative fractions (default linspace(-3 sigma, 3 sigma, 61)).
-    max_energy_error: stop with :class:`SimulationError` when a realisation's
-        |E(t) - E(0)|/|E(0)| exceeds it at a snapshot (None disables). NaN/inf always stops.
+    max_energy_error: stop with :class:`SimulationError` when a realisation's relative energy
+        error |E(t) - E(0)| / max(|E(0)|, K(0) + |W(0)|) exceeds it at a snapshot (None disables);
+        K(0) and W(0) are the kinetic and potential energies at t = 0, so the check does not
+        misfire when E(0) = K(0) + W(0) is close to 0. NaN/inf always stops.
     checkpoint: path of an NPZ checkpoint, rewritten atomically every ``checkpoint_every``
         seconds of wall time and/or every ``checkpoint_snapshots`` snapshots, on Ctrl-C, and at
         the end; continue an interrupted run with :func:`resume` (bitwise identical on numpy).
@@ -429,6 +471,7 @@ def simulate(potential: Potential, df: VelocityDistribution, N: int, R: int, t_e
         "checkpoint_every": checkpoint_every,
         "checkpoint_snapshots": checkpoint_snapshots,
         "energy_normalisation": ENERGY_NORMALISATION,
+        "energy_error": ENERGY_ERROR,
         "versions": _software_versions(backend),
     }
     theta, v = initial_conditions(df, N, R, seed)
