@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.fourier import FourierTerm, components
-from derive.symbols import PrincipalValue, Resonance, split_resonance
+from derive.symbols import PrincipalValue, Resonance, combine_resonances, split_resonance
 
 
 def _flip_sums(term: FourierTerm, dimension: int) -> sp.Expr:
@@ -48,7 +48,7 @@ class RealPart:
 def real_part(terms: list[FourierTerm], dimension: int) -> RealPart:
     out, residues = [], []
     for term in terms:
-        body = split_resonance(term.body)
+        body = split_resonance(combine_resonances(term.body))
         re_part, im_part = _real_imag(body)
         flipped = FourierTerm(im_part, term.sums, term.integrals)
         residues.append(sp.simplify(sp.expand(im_part + _flip_sums(flipped, dimension))))

@@ -115,6 +115,26 @@ class PrincipalValue(sp.Function):
         )
 
 
+def combine_resonances(expr: sp.Expr) -> sp.Expr:
+    """(x - i0)^-n (x - i0)^-m = (x - i0)^-(n+m): merge resonances with identical arguments in
+    every product (boundary values from the same half-plane multiply without ambiguity)."""
+
+    def merge(term):
+        factors = sp.Mul.make_args(term)
+        orders: dict = {}
+        rest = []
+        for f in factors:
+            base, e = f.as_base_exp()
+            if isinstance(base, Resonance) and e.is_Integer and e > 0:
+                orders[base.args[0]] = orders.get(base.args[0], 0) + int(base.args[1]) * int(e)
+            else:
+                rest.append(f)
+        return sp.Mul(*rest, *[Resonance(x, n) for x, n in orders.items()])
+
+    expr = sp.expand(expr)
+    return sp.Add(*[merge(t) for t in sp.Add.make_args(expr)])
+
+
 def split_resonance(expr: sp.Expr) -> sp.Expr:
     """Replace every Resonance(x, n) by P(1/x^n) + i pi (-1)^(n-1)/(n-1)! delta^(n-1)(x)."""
 

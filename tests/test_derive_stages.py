@@ -232,8 +232,8 @@ def test_bad_options():
         derive.collision_operator(-1)
     with pytest.raises(ValueError, match="dimension"):
         derive.collision_operator(1, 0)
-    with pytest.raises(NotImplementedError, match="collective"):
-        derive.collision_operator(1, collective=True)
+    with pytest.raises(ValueError, match="order must be 0, 1 or 2"):
+        derive.collision_operator(3)
 
 
 def test_derivation_record_prints_and_saves(tmp_path):
@@ -261,3 +261,12 @@ def test_serialisation_round_trip():
 def test_canonical_delta_sign():
     x, y = sp.symbols("x y", real=True)
     assert canonical_deltas(sp.DiracDelta(-x + y)) == canonical_deltas(sp.DiracDelta(x - y))
+
+
+def test_combine_resonances_merges_equal_arguments_only():
+    from derive.symbols import combine_resonances
+
+    x, y = sp.symbols("x y", real=True)
+    assert combine_resonances(Resonance(x, 1) ** 2 * Resonance(x, 2)) == Resonance(x, 4)
+    assert combine_resonances(Resonance(x, 1) * Resonance(-x, 1)) == Resonance(x, 1) * Resonance(-x, 1)
+    assert combine_resonances(Resonance(x, 1) * Resonance(y, 1)) == Resonance(x, 1) * Resonance(y, 1)
