@@ -123,6 +123,11 @@ class Operator:
         reduced = use_resonances([FourierTerm(sp.expand(expr), (), v2)], into_functions=True)
         return sp.simplify(sum((t.body for t in reduced), sp.Integer(0)))
 
+    def _on_resonance(self, expr: sp.Expr) -> sp.Expr:
+        """f(x) delta(x) = f(0) delta(x) in the explicit cofactors only (the DFs are left alone)."""
+        reduced = use_resonances([FourierTerm(sp.expand(expr), (), velocity(2, self.dimension))])
+        return sum((t.body for t in reduced), sp.Integer(0))
+
     def check_vanishes_1d(self) -> Evidence:
         """In 1D the only resonance of a two-body kernel is v1 = v2, where drift and diffusion
         cancel: integrating the flux against its delta leaves 0."""
@@ -180,8 +185,9 @@ class Operator:
         for c in range(d):
             integrand += j[c] * G[1][c] / Fsym[1] + symbolic(self._swap12(j[c])) * 0
         # j(2,1) . grad2 F2 / F2:
-        j21 = [symbolic(self._swap12(jc)) for jc in j]
-        j12 = [symbolic(jc) for jc in j]
+        # the resonance condition in explicit cofactors (e.g. eps(q.v2) = eps(q.v1) on delta(q.(v1 - v2)))
+        j21 = [self._on_resonance(symbolic(self._swap12(jc))) for jc in j]
+        j12 = [self._on_resonance(symbolic(jc)) for jc in j]
         integrand = -sum(j12[c] * G[1][c] / Fsym[1] + j21[c] * G[2][c] / Fsym[2] for c in range(d)) / 2
         integrand = sp.factor(sp.simplify(integrand))
         factors = sp.Mul.make_args(integrand)
@@ -189,11 +195,21 @@ class Operator:
         for f in factors:
             base, exp = f.as_base_exp()
             ok = (f.is_nonnegative is True) or (exp.is_even is True) or isinstance(f, sp.DiracDelta) \
-                or (isinstance(base, U) and exp.is_even)
+                or (isinstance(base, U) and exp.is_even) or _has_conjugate_partner(f, factors)
             nonneg.append(ok)
         holds = all(nonneg)
         return Evidence("h_theorem", holds,
                         "symmetrised entropy-production integrand = product of non-negative factors "
-                        "(constants, U_q^2, Dirac delta, F's, a square)" if holds else
+                        "(constants, U_q^2, Dirac delta, F's, |z|^2 = z z*, a square)" if holds else
                         "could not write the entropy production as a product of non-negative factors",
                         [integrand])
+
+
+def _has_conjugate_partner(factor: sp.Expr, factors) -> bool:
+    """z**e with conj(z)**e also a factor: together |z|^(2e) >= 0 (a dielectric function and its
+    conjugate, eps_q(w) eps_{-q}(-w) = |eps_q(w)|^2). Only for an evaluated conjugate."""
+    base, exp = factor.as_base_exp()
+    if not exp.is_real or base.is_real:
+        return False
+    partner = base.conjugate()
+    return not isinstance(partner, sp.conjugate) and partner != base and partner ** exp in factors
