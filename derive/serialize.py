@@ -79,3 +79,9 @@ def decode(obj):
     if tag not in _CLASSES:
         raise ValueError(f"refusing to decode unknown node {tag!r}")
     return _CLASSES[tag](*[decode(a) for a in obj[1]])
+
+
+def register(cls) -> None:
+    """Whitelist a toolkit function class defined outside :mod:`derive.symbols` (for example
+    :class:`derive.collective.Dielectric`), so operators holding it can be cached as JSON."""
+    _CLASSES[cls.__name__] = cls
