@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from derive import assumptions as A
 from derive.cluster import cluster_expansion, correlation_equations
+from derive.collective import balescu_lenard
 from derive.derivation import Derivation
 from derive.fourier import fourier_system
 from derive.hierarchy import bbgky, liouville
@@ -41,18 +42,14 @@ def collision_operator(order: int, dimension: int = 1, collective: bool = False,
                        progress=None) -> Operator:
     """Derive the kinetic equation at ``order`` in mu = 1/N (0: Vlasov, 1: Landau).
 
-    ``collective=True`` keeps the collective (dielectric) terms; solving them requires
-    inverting the linearised Vlasov operator, which this engine does not do yet, so it raises
-    NotImplementedError rather than return an operator without the dressing.
+    ``collective=True`` (order 1) skips the hot limit and solves the collective terms in
+    :func:`derive.collective.balescu_lenard`: the Balescu-Lenard operator.
     """
     _check_options(order, dimension)
     if order == 2:
         raise NotImplementedError("the order-2 (three-body) operator needs the canonicalisation passes "
                                   "of part 2; the stages up to the long-time flux run via "
                                   "derive.order2.long_time_flux()")
-    if collective:
-        raise NotImplementedError("collective=True (Balescu-Lenard dressing) is not derived yet: the "
-                                  "engine cannot invert the linearised Vlasov operator; use collective=False")
     options = {"order": order, "dimension": dimension, "collective": collective}
     d = Derivation(options)
     d.run("liouville", "Liouville equation of the N-body PDF", lambda: liouville(dimension), lambda x: 3,
@@ -75,6 +72,8 @@ def collision_operator(order: int, dimension: int = 1, collective: bool = False,
         return op
     system = d.run("homogeneous", ASSUMPTIONS["homogeneous"], lambda: A.homogeneous(system), lambda s: s.n_terms(),
                    lambda s: [e.as_sympy() for e in s], progress)
+    if collective:  # Balescu-Lenard: no hot limit; the collective terms are solved in derive.collective
+        return balescu_lenard(d, system, assumptions + ["homogeneous"], progress)
     system = d.run("hot_limit", ASSUMPTIONS["hot_limit"], lambda: A.hot_limit(system), lambda s: s.n_terms(),
                    lambda s: [e.as_sympy() for e in s], progress)
     assumptions += ["homogeneous", "hot_limit", "bogoliubov"]
