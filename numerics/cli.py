@@ -14,6 +14,7 @@ import sys
 SUBCOMMAND_MODULES = [
     "numerics.nbody.cli",  # nbody, resume, measure
     "derive.cli",  # derive
+    "derive.codegen",  # regenerate (the generated kernels in numerics/generated)
     "numerics.demo",  # demo (the README's main job)
 ]
 
