@@ -4,7 +4,9 @@
 
 prints, for every backend usable here (numpy and jax always; cupy with a usable GPU):
 
-* direct force of the softened ring model: pair interactions per second (R N^2 per evaluation);
+* direct force of the softened ring model: pair interactions per second (R N^2 per evaluation,
+  whatever a backend evaluates: JAX evaluates each unordered pair once and uses it twice, action
+  and reaction, so it computes about half as many pair terms as NumPy for N > 32);
 * harmonic sums: particle-harmonics per second (R N K per evaluation);
 * the same inside the integrator (Yoshida-4, 3 force evaluations per step, several steps per
   call), which includes drifts, kicks and, for JAX, no Python overhead between steps.
