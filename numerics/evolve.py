@@ -34,7 +34,7 @@ Time stepping
 Explicit embedded Runge-Kutta pairs with adaptive steps (``method``): Dormand-Prince 5(4)
 ("dopri5", default) or Bogacki-Shampine 3(2) ("bs32"), both FSAL; RMS error norm with scale
 atol + rtol max(|phi|, |phi_new|) (Hairer, Norsett & Wanner) and a PI step-size controller. A
-step is also rejected (and retried with half the step) when
+step is also rejected (and retried with 0.9 of the step, then half of it if that fails too) when
 
 - phi would go negative beyond round-off (min phi_new < -negativity_tol), or
 - the entropy would decrease beyond round-off (S_new < S_old - entropy_slack).
@@ -429,9 +429,9 @@ class EvolutionResult:
         for series, label in ((self.mass_error, r"mass $|\Delta M|/M_0$"),
                               (self.momentum_error, r"momentum $|\Delta P|/\sqrt{2M_0E_0}$"),
                               (self.energy_error, r"energy $|\Delta E|/E_0$")):
-            ax_cons.semilogy(self.t[1:], np.maximum(series[1:], floor), lw=1.0, label=label)
+            ax_cons.semilogy(self.t[1:], np.maximum(np.maximum.accumulate(series[1:]), floor), lw=1.2, label=label)
         ax_cons.set_xlabel("time $t$")
-        ax_cons.set_ylabel("relative drift")
+        ax_cons.set_ylabel("largest relative drift so far")
         ax_cons.legend(fontsize=8)
         ax_s.plot(self.t, self.entropy, color="C3", lw=1.2)
         ax_s.set_xlabel("time $t$")
@@ -700,7 +700,9 @@ def evolve(flux_fn, phi0, v_edges_or_grid, t_end: float, *, method: str = "dopri
                     detail = f"error estimate {err:.3g} x tolerance"
                     fac = 0.2 if not math.isfinite(err) else max(0.2, 0.9 * err ** (-1.0 / tab.error_order))
                 else:
-                    fac = 0.5
+                    # first guard rejection in a row: probably the stability edge, back off a little;
+                    # repeated ones: halve
+                    fac = GUARD_BACKOFF if last_reject is None else 0.5
                     h_guard = GUARD_BACKOFF * step
                 last_reject = f"{reason}: {detail}"
                 h = step * fac
