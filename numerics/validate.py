@@ -1,0 +1,1043 @@
+"""Checking kinetic predictions of the 1/N^2 flux against N-body ensembles (PHYSICS.md, section 4).
+
+Everything here is on the measurement side; a prediction enters only through :func:`compare`,
+so once the order-2 operator yields a flux array on the same velocity grid the check is
+
+    fit = extrapolate_inverse_N(flux_ensemble(potential, df, Ns, R, t_end, dt, window))
+    print(compare(predicted_N2_flux, fit))
+
+Conventions (README "Conventions", PHYSICS.md section 1)
+--------------------------------------------------------
+* Flux in the continuity convention d(phi)/dt + dF/dv = 0, i.e.
+  F(u) = -d/dt [fraction of particles with v < u]; positive = particles move up in velocity.
+* Physical units of the run: total mass M = 1, particle mass mu = 1/N, velocities in the units
+  of the df, time in the units of the potential (t, not tau = sigma t, unless stated; see
+  :func:`q_scaling` and :meth:`FluxEnsemble.rescaled`).
+* The 1/N^2 operator predicts F = F_2(u) / N^2 + O(1/N^3) with F_2 independent of N. Everything
+  below is therefore expressed as **N^2 F** ("n2_flux"); a predicted flux passed to
+  :func:`compare` is F_2 = N^2 F in these units.
+
+Finite-N model (:func:`extrapolate_inverse_N`)
+----------------------------------------------
+At each u, N^2 F(u; N) = a(u) + b(u)/N, fitted by weighted least squares over the values of N
+measured (weights 1/sigma_N(u)^2, sigma_N = N^2 x the half width of the 16%-84% bootstrap band).
+a(u) is the N -> infinity intercept that the 1/N^2 operator predicts; b(u) absorbs the leading
+finite-N correction (order 1/N^3 in F). Assumptions, each a way the fit can mislead:
+  - linear in 1/N over the N range used; curvature (1/N^2 and beyond in N^2 F) is not modelled,
+    and shows up only as chi^2/dof > 1 when there are >= 3 values of N (with 2 values the fit
+    is exact, dof = 0, and nothing tests the model);
+  - the measurements at different N are independent (independent seeds, see
+    :func:`derived_seed`) and their errors Gaussian with the bootstrap half width as sigma;
+  - every N measures the same thing: same profile, same Q, same time window. The window is a
+    fixed interval of t, so the early-time, finite-N transients enter each N differently.
+The 1-sigma errors of a and b are the usual (X^T W X)^-1 ones, not rescaled by chi^2/dof.
+
+Error bars and correlations
+---------------------------
+Bootstrap half widths are per point. Neighbouring u are strongly correlated (the cumulative
+fractions share particles), so a chi^2 summed over u with diagonal errors still has mean
+"number of points" but a wider spread than a chi^2 law; :class:`FluxEnsemble` therefore also keeps
+the covariance of the mean flux across u (from the per-realisation slopes), propagated to the
+intercept and used by :func:`compare` for a second, covariance-based chi^2. For a folded (odd)
+profile only the points u > 0 are independent; u <= 0 are mirror images and are left out of
+every chi^2, amplitude and sign count.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from numerics.nbody.measure import FluxMeasurement, flux_slopes
+
+__all__ = [
+    "CONVENTION",
+    "FluxEnsemble",
+    "InverseNFit",
+    "Comparison",
+    "QScaling",
+    "flux_ensemble",
+    "extrapolate_inverse_N",
+    "compare",
+    "q_scaling",
+    "amplitude_ratio",
+    "scaled_profile",
+    "derived_seed",
+    "plot_ensemble",
+    "write_json",
+]
+
+CONVENTION = ("flux F(u) = -d/dt fraction(v < u) (continuity convention, positive = particles move up in v); "
+              "M = 1, mu = 1/N; values are N^2 F, the quantity the 1/N^2 operator predicts independently of N")
+
+INVERSE_N_MODEL = ("N^2 F(u; N) = a(u) + b(u)/N, weighted least squares over N at each u "
+                   "(weights 1/sigma^2, sigma = N^2 x bootstrap half width); a(u) = N -> oo intercept")
+
+
+# ============================================================================ small helpers
+def _jsonable(x):
+    """Plain JSON types; non-finite floats become None (strict JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer, int)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def _floats(values) -> np.ndarray:
+    """Inverse of _jsonable for float arrays (None -> NaN)."""
+    return np.array([np.nan if v is None else v for v in np.ravel(np.asarray(values, dtype=object))],
+                    dtype=float).reshape(np.shape(values))
+
+
+def write_json(obj, path) -> Path:
+    """Write ``obj.to_dict()`` (or a dict) as strict JSON (NaN -> null)."""
+    data = obj.to_dict() if hasattr(obj, "to_dict") else obj
+    path = Path(path)
+    path.write_text(json.dumps(_jsonable(data), indent=1, allow_nan=False))
+    return path
+
+
+def derived_seed(seed: int, N: int) -> int:
+    """The seed of the run with N particles: ``SeedSequence([seed, N])`` reduced to 63 bits.
+
+    Different N get statistically independent initial conditions (with one seed for every N the
+    first angles of a run with 2N particles would repeat those of the run with N), which the
+    extrapolation in N assumes. The value is recorded in :attr:`FluxEnsemble.seeds`.
+    """
+    state = np.random.SeedSequence([int(seed), int(N)]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+def _check_Ns(Ns, minimum: int = 1) -> tuple[int, ...]:
+    try:
+        values = list(Ns)
+    except TypeError:
+        raise ValueError(f"Ns must be a sequence of particle numbers N >= 2, got {Ns!r}") from None
+    out = []
+    for n in values:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+            raise ValueError(f"Ns must hold integers N >= 2 (particles per realisation), got {n!r} in {Ns!r}")
+        out.append(int(n))
+    if len(set(out)) != len(out):
+        raise ValueError(f"Ns must not repeat a value of N, got {Ns!r}")
+    if len(out) < minimum:
+        raise ValueError(f"Ns needs at least {minimum} value(s) of N, got {Ns!r}")
+    return tuple(sorted(out))
+
+
+def _check_R(R, Ns) -> dict[int, int]:
+    if isinstance(R, Mapping):
+        missing = [n for n in Ns if n not in R]
+        if missing:
+            raise ValueError(f"R (a mapping N -> realisations) has no entry for N = {missing}")
+        values = {n: R[n] for n in Ns}
+    elif isinstance(R, (int, np.integer)) and not isinstance(R, bool):
+        values = {n: R for n in Ns}
+    else:
+        try:
+            seq = list(R)
+        except TypeError:
+            raise ValueError(f"R must be an int, a sequence with one value per N, or a mapping N -> R; "
+                             f"got {R!r}") from None
+        if len(seq) != len(Ns):
+            raise ValueError(f"R has {len(seq)} values but Ns has {len(Ns)} (R pairs with the sorted Ns {Ns})")
+        values = dict(zip(Ns, seq))
+    for n, r in values.items():
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 2:
+            raise ValueError(f"R must be an integer >= 2 for every N (the bootstrap needs 2 realisations); "
+                             f"got R = {r!r} for N = {n}")
+    return {n: int(r) for n, r in values.items()}
+
+
+def _snapshot_times(t_end: float, dt: float, n_snapshots: int) -> np.ndarray:
+    n_steps = int(round(t_end / dt))
+    return np.round(np.linspace(0, n_steps, n_snapshots)).astype(np.int64) * dt
+
+
+def _check_window(window, t_end: float, dt: float, n_snapshots: int) -> tuple[float, float]:
+    try:
+        t0, t1 = (float(w) for w in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"window must be a pair (t0, t1) inside [0, t_end = {t_end:g}], got {window!r}") from None
+    if not (math.isfinite(t0) and math.isfinite(t1) and t0 < t1):
+        raise ValueError(f"window must be (t0, t1) with t0 < t1, got {window!r}")
+    slack = 1e-9 * max(abs(t_end), 1.0)
+    if t0 < -slack or t1 > t_end + slack:
+        raise ValueError(f"window {window!r} is not inside the run [0, t_end = {t_end:g}]; "
+                         "raise t_end or move the window")
+    times = _snapshot_times(t_end, dt, n_snapshots)
+    inside = int(np.count_nonzero((times >= t0 - slack) & (times <= t1 + slack)))
+    if inside < 3:
+        raise ValueError(f"window {window!r} holds {inside} of the {n_snapshots} snapshots; the flux fit needs "
+                         "at least 3 (widen the window or raise n_snapshots)")
+    return t0, t1
+
+
+def _symmetric(u: np.ndarray) -> bool:
+    scale = max(float(np.max(np.abs(u))), 1e-300)
+    return bool(np.allclose(u, -u[::-1], rtol=0.0, atol=1e-9 * scale))
+
+
+def _independent(u: np.ndarray, folded: bool) -> np.ndarray:
+    """Points carrying independent information: u > 0 for a folded (odd) profile, all otherwise."""
+    return (u > 0) if folded else np.ones(u.shape, dtype=bool)
+
+
+def scaled_profile(df, sigma: float):
+    """The same velocity profile with dispersion ``sigma`` (phi_sigma(v) = phi_1(v/sigma)/sigma).
+
+    Gaussian and generalised Gaussian are rebuilt from their parameters; a Tabulated profile is
+    stretched (grid x sigma/sigma_df, pdf / (sigma/sigma_df)).
+    """
+    from numerics.models.distributions import Tabulated, distribution_from_dict
+
+    sigma = float(sigma)
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    if isinstance(df, Tabulated):
+        s = sigma / df.sigma
+        return Tabulated(df.grid * s, df.values / s)
+    params = dict(df.parameters())
+    if "sigma" not in params:
+        raise ValueError(f"cannot rescale the profile {df!r}: it has no sigma parameter")
+    params["sigma"] = sigma
+    return distribution_from_dict(params)
+
+
+# ============================================================================ the ensemble
+@dataclass
+class FluxEnsemble:
+    """Flux measurements of one set-up at several N (see :func:`flux_ensemble`).
+
+    ``measurements[i]`` is the :class:`FluxMeasurement` at ``Ns[i]`` (ascending N), all on the
+    grid :attr:`u` and the same ``window``. Per N: ``Rs`` realisations, ``seeds`` (the int seed
+    passed to :func:`numerics.nbody.simulate`), ``wall_times`` (s, the whole simulate call,
+    JIT compilation included), ``run_times`` (s, the engine's own integration time),
+    ``particle_steps_per_s`` (N R n_steps / run_time), ``energy_errors`` (largest relative energy
+    error of any realisation at any snapshot), ``covariances`` (U x U covariance of the mean
+    flux F across u, folded like the flux; None when not known), ``even_chi2_dof`` (chi^2/dof of
+    the even part (F(u) + F(-u))/2 of the *unfolded* flux against 0 over u > 0: ~1 when the
+    measured flux is odd, as it must be for an even df; NaN when not measured).
+    ``params``: the set-up (potential, df, t_end, dt, window, backend, ...), JSON-able.
+    ``units``: "t" (the run's time) or "tau" (tau = sigma t, velocities in units of sigma; see
+    :meth:`rescaled`).
+    """
+
+    Ns: tuple[int, ...]
+    measurements: tuple[FluxMeasurement, ...]
+    Rs: tuple[int, ...] = ()
+    seeds: tuple[int | None, ...] = ()
+    wall_times: tuple[float, ...] = ()
+    run_times: tuple[float, ...] = ()
+    particle_steps_per_s: tuple[float, ...] = ()
+    energy_errors: tuple[float, ...] = ()
+    covariances: tuple[np.ndarray | None, ...] = ()
+    even_chi2_dof: tuple[float, ...] = ()
+    params: dict = field(default_factory=dict)
+    units: str = "t"
+
+    def __post_init__(self):
+        K = len(self.Ns)
+        if K == 0 or len(self.measurements) != K:
+            raise ValueError(f"measurements ({len(self.measurements)}) must pair one-to-one with Ns ({self.Ns})")
+        nan = (float("nan"),) * K
+        for name, default in (("Rs", tuple(m.n_realisations for m in self.measurements)), ("seeds", (None,) * K),
+                              ("wall_times", nan), ("run_times", nan), ("particle_steps_per_s", nan),
+                              ("energy_errors", nan), ("covariances", (None,) * K), ("even_chi2_dof", nan)):
+            value = tuple(getattr(self, name)) or default
+            if len(value) != K:
+                raise ValueError(f"{name} has {len(value)} entries, Ns has {K}")
+            setattr(self, name, value)
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def from_measurements(cls, measurements: Sequence[FluxMeasurement], **fields) -> "FluxEnsemble":
+        """An ensemble from per-N measurements (e.g. loaded from files, or synthetic).
+
+        Checks that every measurement knows its N, that the N are distinct, the u grids equal
+        and the folding the same; sorts by N (extra per-N fields are sorted along).
+        """
+        ms = list(measurements)
+        if not ms:
+            raise ValueError("measurements is empty")
+        for i, m in enumerate(ms):
+            if not isinstance(m, FluxMeasurement):
+                raise TypeError(f"measurements[{i}] is a {type(m).__name__}, not a FluxMeasurement")
+            if m.N is None:
+                raise ValueError(f"measurements[{i}] does not record N (FluxMeasurement.N is None)")
+        Ns = [m.N for m in ms]
+        if len(set(Ns)) != len(Ns):
+            raise ValueError(f"measurements repeat a value of N: {Ns}")
+        u0 = np.asarray(ms[0].u, dtype=float)
+        for i, m in enumerate(ms[1:], 1):
+            u = np.asarray(m.u, dtype=float)
+            if u.shape != u0.shape or not np.allclose(u, u0, rtol=1e-12, atol=1e-12 * max(1.0, np.max(np.abs(u0)))):
+                raise ValueError(f"measurements have different u grids: N = {m.N} ({u.size} points, "
+                                 f"{u[0]:g}..{u[-1]:g}) vs N = {ms[0].N} ({u0.size} points, {u0[0]:g}..{u0[-1]:g}); "
+                                 "all N must be measured on the same u_grid")
+            if bool(m.folded) != bool(ms[0].folded):
+                raise ValueError(f"measurements mix folded and unfolded fluxes (N = {m.N} vs N = {ms[0].N})")
+        order = np.argsort(Ns)
+        sorted_fields = {}
+        for name, value in fields.items():
+            if name in ("params", "units"):
+                sorted_fields[name] = value
+            else:
+                value = tuple(value)
+                if len(value) != len(ms):
+                    raise ValueError(f"{name} has {len(value)} entries, measurements has {len(ms)}")
+                sorted_fields[name] = tuple(value[i] for i in order)
+        return cls(Ns=tuple(int(Ns[i]) for i in order), measurements=tuple(ms[i] for i in order), **sorted_fields)
+
+    # -- views -----------------------------------------------------------------------------
+    @property
+    def u(self) -> np.ndarray:
+        return np.asarray(self.measurements[0].u, dtype=float)
+
+    @property
+    def folded(self) -> bool:
+        return bool(self.measurements[0].folded)
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return tuple(self.measurements[0].window)
+
+    @property
+    def n2_flux(self) -> np.ndarray:
+        """N^2 F, shape (len(Ns), U)."""
+        return np.array([n * n * np.asarray(m.flux, dtype=float) for n, m in zip(self.Ns, self.measurements)])
+
+    @property
+    def n2_lower(self) -> np.ndarray:
+        return np.array([n * n * np.asarray(m.lower, dtype=float) for n, m in zip(self.Ns, self.measurements)])
+
+    @property
+    def n2_upper(self) -> np.ndarray:
+        return np.array([n * n * np.asarray(m.upper, dtype=float) for n, m in zip(self.Ns, self.measurements)])
+
+    @property
+    def n2_err(self) -> np.ndarray:
+        """N^2 x half width of the 16%-84% bootstrap band (one sigma), shape (len(Ns), U)."""
+        return 0.5 * (self.n2_upper - self.n2_lower)
+
+    def measurement(self, N: int) -> FluxMeasurement:
+        if N not in self.Ns:
+            raise ValueError(f"N = {N!r} was not measured; Ns = {self.Ns}")
+        return self.measurements[self.Ns.index(N)]
+
+    def peaks(self) -> list[dict]:
+        """Per N: the largest |N^2 F| over the independent points, its u, value, error and S/N."""
+        out = []
+        mask = _independent(self.u, self.folded)
+        for n, y, e in zip(self.Ns, self.n2_flux, self.n2_err):
+            idx = np.flatnonzero(mask)
+            j = int(idx[np.argmax(np.abs(y[idx]))])
+            out.append({"N": n, "u": float(self.u[j]), "n2_flux": float(y[j]), "n2_err": float(e[j]),
+                        "snr": float(abs(y[j]) / e[j]) if e[j] > 0 else float("nan")})
+        return out
+
+    def rescaled(self, sigma: float) -> "FluxEnsemble":
+        """The same ensemble in units of sigma: w = u / sigma, tau = sigma t, flux per unit tau.
+
+        The fraction of particles with v < u = sigma w is unchanged, and d/dtau = (1/sigma) d/dt,
+        so F_tau(w) = F_t(sigma w) / sigma (errors and covariances alike); windows become sigma t.
+        Comparing these at fixed profile isolates the dependence on Q (:func:`q_scaling`).
+        """
+        if self.units != "t":
+            raise ValueError(f"this ensemble is already in units {self.units!r}")
+        s = float(sigma)
+        ms = tuple(replace(m, u=np.asarray(m.u) / s, flux=np.asarray(m.flux) / s, lower=np.asarray(m.lower) / s,
+                           upper=np.asarray(m.upper) / s, window=(m.window[0] * s, m.window[1] * s))
+                   for m in self.measurements)
+        covs = tuple(None if c is None else np.asarray(c) / (s * s) for c in self.covariances)
+        params = dict(self.params)
+        params["sigma"] = s
+        params["units_note"] = "w = u/sigma, tau = sigma t, flux F_tau(w) = F_t(sigma w)/sigma"
+        return replace(self, measurements=ms, covariances=covs, params=params, units="tau")
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_dict(self, *, include_covariances: bool = False) -> dict:
+        """JSON-ready summary: per-N measurements, N^2 F with its band, timings, peaks, set-up."""
+        per_n = []
+        for i, (n, m) in enumerate(zip(self.Ns, self.measurements)):
+            entry = {
+                "N": n, "R": self.Rs[i], "seed": self.seeds[i], "wall_time_s": self.wall_times[i],
+                "run_time_s": self.run_times[i], "particle_steps_per_s": self.particle_steps_per_s[i],
+                "max_relative_energy_error": self.energy_errors[i], "even_part_chi2_dof": self.even_chi2_dof[i],
+                "n2_flux": self.n2_flux[i], "n2_lower": self.n2_lower[i], "n2_upper": self.n2_upper[i],
+                "n2_err": self.n2_err[i], "measurement": m.to_dict(),
+            }
+            if include_covariances and self.covariances[i] is not None:
+                entry["covariance"] = np.asarray(self.covariances[i])
+            per_n.append(entry)
+        return _jsonable({
+            "convention": CONVENTION, "units": self.units, "Ns": list(self.Ns), "u": self.u,
+            "window": list(self.window), "folded": self.folded, "peaks": self.peaks(), "per_N": per_n,
+            "params": self.params,
+        })
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FluxEnsemble":
+        """Inverse of :meth:`to_dict` (covariances only if they were included)."""
+        per_n = data["per_N"]
+
+        def nan_or(x):
+            return float("nan") if x is None else float(x)
+
+        ms = []
+        for e in per_n:
+            md = dict(e["measurement"])
+            for key in ("u", "flux", "lower", "upper"):
+                md[key] = _floats(md[key])
+            ms.append(FluxMeasurement.from_dict(md))
+        return cls.from_measurements(
+            ms, Rs=[e["R"] for e in per_n], seeds=[e.get("seed") for e in per_n],
+            wall_times=[nan_or(e.get("wall_time_s")) for e in per_n],
+            run_times=[nan_or(e.get("run_time_s")) for e in per_n],
+            particle_steps_per_s=[nan_or(e.get("particle_steps_per_s")) for e in per_n],
+            energy_errors=[nan_or(e.get("max_relative_energy_error")) for e in per_n],
+            covariances=[None if e.get("covariance") is None else _floats(e["covariance"]) for e in per_n],
+            even_chi2_dof=[nan_or(e.get("even_part_chi2_dof")) for e in per_n],
+            params=data.get("params", {}), units=data.get("units", "t"))
+
+
+def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float]:
+    """Covariance across u of the (folded) mean flux, and chi^2/dof of the even part against 0.
+
+    From the per-realisation slopes s_r(u) (the mean flux is their average): cov = Cov_r(s) / R.
+    The even part e_r(u) = (s_r(u) + s_r(-u))/2 must average to 0 when the df is even; its
+    chi^2 uses the standard error of the mean at each u > 0 (diagonal; neighbouring u are
+    correlated, so this is a consistency figure, ~1, not a chi^2 law).
+    """
+    slopes, _ = flux_slopes(run.times, run.cumulative, window)
+    R = slopes.shape[0]
+    u = np.asarray(run.u_grid, dtype=float)
+    even_chi2 = float("nan")
+    if _symmetric(u):
+        even = 0.5 * (slopes + slopes[:, ::-1])
+        mean = even.mean(axis=0)
+        se = even.std(axis=0, ddof=1) / math.sqrt(R)
+        use = (u > 0) & (se > 0)
+        if np.any(use):
+            even_chi2 = float(np.mean((mean[use] / se[use]) ** 2))
+    if folded:
+        slopes = 0.5 * (slopes - slopes[:, ::-1])
+    cov = np.cov(slopes, rowvar=False, ddof=1) / R
+    return np.atleast_2d(cov), even_chi2
+
+
+def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, backend: str = "jax", seed: int = 0,
+                  kmax: int | None = None, u_grid=None, progress: bool = True, n_snapshots: int = 101,
+                  n_boot: int = 1000, method: str = "yoshida4", fold: bool | None = None,
+                  max_energy_error: float | None = 1e-3, save_dir=None) -> FluxEnsemble:
+    """Run an N-body ensemble for each N in ``Ns`` and measure the flux over ``window``.
+
+    potential, df, t_end, dt, kmax, method, backend, max_energy_error: as in
+    :func:`numerics.nbody.simulate` (same for every N).
+    Ns: distinct particle numbers (>= 2), run in ascending order.
+    R: realisations, an int for every N, a sequence paired with the sorted Ns, or a mapping N -> R.
+    window: (t0, t1) of the linear fit, inside [0, t_end] and holding >= 3 snapshots (checked
+        before anything runs).
+    seed: base seed; the run with N particles uses ``derived_seed(seed, N)`` (recorded).
+    u_grid: common velocity grid (default linspace(-3 sigma, 3 sigma, 61), sigma of the df).
+    n_snapshots: snapshots from 0 to t_end (the slope noise comes from slow velocity diffusion,
+        so a denser cadence hardly reduces it; the default is plenty).
+    n_boot: bootstrap replicates of :func:`numerics.nbody.measure_flux` (16%/84% band).
+    fold: None = fold iff the df is even (as measure_flux).
+    save_dir: if given, each run is saved there as ``run_N{N}.npz`` for re-analysis.
+    progress: the engine's progress bar plus one summary line per N (on stderr).
+    """
+    from numerics.nbody import measure_flux, simulate
+    from numerics.nbody.engine import _check_positive
+
+    Ns = _check_Ns(Ns)
+    Rs = _check_R(R, Ns)
+    t_end = _check_positive("t_end", t_end, "duration of each run")
+    dt = _check_positive("dt", dt, "time step")
+    if isinstance(n_snapshots, bool) or not isinstance(n_snapshots, (int, np.integer)) or n_snapshots < 3:
+        raise ValueError(f"n_snapshots must be an integer >= 3, got {n_snapshots!r}")
+    window = _check_window(window, t_end, dt, int(n_snapshots))
+    if u_grid is None:
+        u_grid = np.linspace(-3.0 * df.sigma, 3.0 * df.sigma, 61)
+    u_grid = np.asarray(u_grid, dtype=float)
+    if u_grid.ndim != 1 or u_grid.size < 2 or not np.all(np.isfinite(u_grid)) or np.any(np.diff(u_grid) <= 0):
+        raise ValueError(f"u_grid must be a 1D array of >= 2 finite, strictly increasing velocities, got shape "
+                         f"{u_grid.shape}")
+    if save_dir is not None:
+        save_dir = Path(save_dir)
+        save_dir.mkdir(parents=True, exist_ok=True)
+
+    measurements, seeds, walls, runs, rates, energy, covs, even = [], [], [], [], [], [], [], []
+    for N in Ns:
+        seed_N = derived_seed(seed, N)
+        start = time.perf_counter()
+        run = simulate(potential, df, N, Rs[N], t_end, dt, kmax=kmax, method=method, backend=backend, seed=seed_N,
+                       n_snapshots=int(n_snapshots), u_grid=u_grid, max_energy_error=max_energy_error,
+                       progress=progress)
+        wall = time.perf_counter() - start
+        if save_dir is not None:
+            run.save(save_dir / f"run_N{N}.npz")
+        m = measure_flux(run, window, fold=fold, n_boot=n_boot, seed=seed_N)
+        cov, even_chi2 = _slope_statistics(run, window, m.folded)
+        n_steps = int(run.params["n_steps"])
+        rate = N * Rs[N] * n_steps / run.wall_time if run.wall_time > 0 else float("nan")
+        err = float(np.nanmax(run.relative_energy_error))
+        measurements.append(m)
+        seeds.append(seed_N)
+        walls.append(wall)
+        runs.append(float(run.wall_time))
+        rates.append(rate)
+        energy.append(err)
+        covs.append(cov)
+        even.append(even_chi2)
+        if progress:
+            y, e = N * N * m.flux, N * N * m.stderr
+            idx = np.flatnonzero(_independent(u_grid, m.folded))
+            j = int(idx[np.argmax(np.abs(y[idx]))])
+            print(f"[flux_ensemble] N = {N}, R = {Rs[N]}: {wall:.1f} s ({rate:.3g} particle-steps/s), "
+                  f"max rel dE {err:.1e}; peak N^2 F = {y[j]:.4g} +- {e[j]:.2g} at u = {u_grid[j]:.3g}, "
+                  f"even part chi2/dof {even_chi2:.2f}", file=sys.stderr, flush=True)
+        del run
+    params = {
+        "potential": potential.parameters(), "df": df.parameters(), "sigma": float(df.sigma), "t_end": t_end,
+        "dt": dt, "window": list(window), "backend": backend, "method": method, "kmax": kmax,
+        "n_snapshots": int(n_snapshots), "n_boot": int(n_boot), "seed": int(seed),
+        "seeding": "run with N particles: simulate(seed=derived_seed(seed, N)), "
+                   "derived_seed = SeedSequence([seed, N]).generate_state(2, uint32) packed to 63 bits",
+        "u_grid": u_grid, "max_energy_error": max_energy_error,
+    }
+    return FluxEnsemble.from_measurements(
+        measurements, Rs=[Rs[n] for n in Ns], seeds=seeds, wall_times=walls, run_times=runs,
+        particle_steps_per_s=rates, energy_errors=energy, covariances=covs, even_chi2_dof=even, params=params)
+
+
+# ============================================================================ 1/N extrapolation
+@dataclass
+class InverseNFit:
+    """Result of :func:`extrapolate_inverse_N` on the grid ``u``.
+
+    ``a``, ``a_err``: the N -> oo intercept of N^2 F and its 1-sigma error; ``b``, ``b_err``:
+    the 1/N slope; ``cov_ab``: their covariance; ``chi2`` per u with ``dof`` = len(Ns) - 2;
+    ``valid``: points where the fit is defined (every N has a non-zero error there; where the
+    flux and its error vanish at every N, e.g. u = 0 of a folded profile, a = 0 with a_err = 0
+    and valid False); ``a_cov``: U x U covariance of a across u (None without the per-N
+    covariances). ``folded``: the profile is odd and only u > 0 are independent.
+    """
+
+    u: np.ndarray
+    a: np.ndarray
+    a_err: np.ndarray
+    b: np.ndarray
+    b_err: np.ndarray
+    cov_ab: np.ndarray
+    chi2: np.ndarray
+    dof: int
+    valid: np.ndarray
+    Ns: tuple[int, ...]
+    folded: bool
+    a_cov: np.ndarray | None = None
+    units: str = "t"
+    model: str = INVERSE_N_MODEL
+
+    @property
+    def chi2_dof(self) -> np.ndarray:
+        """chi^2/dof per u (NaN where dof = 0 or the point is not valid)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = self.chi2 / self.dof if self.dof > 0 else np.full_like(self.chi2, np.nan)
+        return np.where(self.valid, out, np.nan)
+
+    @property
+    def independent(self) -> np.ndarray:
+        return _independent(self.u, self.folded) & self.valid
+
+    @property
+    def global_chi2_dof(self) -> float:
+        """Sum of chi^2 over the independent valid points / (their number x dof); NaN if dof = 0.
+
+        Neighbouring u are correlated, so this has mean 1 for a good model but a wider spread
+        than a chi^2 law with that many degrees of freedom.
+        """
+        use = self.independent
+        if self.dof <= 0 or not np.any(use):
+            return float("nan")
+        return float(np.sum(self.chi2[use]) / (np.count_nonzero(use) * self.dof))
+
+    def summary(self) -> dict:
+        """Intercept profile in numbers: the peak |a| (u, a, error, S/N), the best S/N, global chi^2/dof."""
+        use = np.flatnonzero(self.independent & (self.a_err > 0))
+        out = {"Ns": list(self.Ns), "dof_per_point": self.dof, "n_points": int(use.size),
+               "global_chi2_dof": self.global_chi2_dof, "model": self.model, "units": self.units}
+        if use.size == 0:
+            out.update({"u_peak": None, "a_peak": None, "a_err_peak": None, "snr_peak": None, "max_snr": None})
+            return out
+        j = int(use[np.argmax(np.abs(self.a[use]))])
+        snr = np.abs(self.a[use]) / self.a_err[use]
+        k = int(use[np.argmax(snr)])
+        out.update({
+            "u_peak": float(self.u[j]), "a_peak": float(self.a[j]), "a_err_peak": float(self.a_err[j]),
+            "b_peak": float(self.b[j]), "b_err_peak": float(self.b_err[j]),
+            "snr_peak": float(abs(self.a[j]) / self.a_err[j]), "chi2_dof_peak": float(self.chi2_dof[j]),
+            "max_snr": float(snr.max()), "u_max_snr": float(self.u[k]),
+            "total_snr": float(math.sqrt(np.sum(snr**2))),
+        })
+        return out
+
+    def to_dict(self) -> dict:
+        return _jsonable({
+            "convention": CONVENTION, "model": self.model, "units": self.units, "Ns": list(self.Ns),
+            "folded": self.folded, "u": self.u, "a": self.a, "a_err": self.a_err, "b": self.b, "b_err": self.b_err,
+            "cov_ab": self.cov_ab, "chi2": self.chi2, "dof": self.dof, "chi2_dof": self.chi2_dof,
+            "valid": self.valid, "summary": self.summary(),
+        })
+
+
+def _as_ensemble(result) -> FluxEnsemble:
+    if isinstance(result, FluxEnsemble):
+        return result
+    if isinstance(result, FluxMeasurement):
+        return FluxEnsemble.from_measurements([result])
+    try:
+        items = list(result)
+    except TypeError:
+        raise TypeError(f"result must be a FluxEnsemble or a sequence of FluxMeasurement, got "
+                        f"{type(result).__name__}") from None
+    return FluxEnsemble.from_measurements(items)
+
+
+def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None) -> InverseNFit:
+    """Fit N^2 F(u; N) = a(u) + b(u)/N at each u; a(u) is the N -> oo limit the 1/N^2 operator predicts.
+
+    result: a :class:`FluxEnsemble` (or a sequence of FluxMeasurement with distinct N on one grid).
+    Ns: optional subset of the measured N to fit (e.g. drop the smallest N to test the
+        linear-in-1/N assumption).
+    Weighted least squares with weights 1/sigma_N^2, sigma_N = N^2 x bootstrap half width;
+    errors of a, b from (X^T W X)^-1 (not rescaled by chi^2/dof); chi^2 per u with
+    dof = len(Ns) - 2. Model and assumptions: module docstring. Needs >= 2 values of N.
+    """
+    ens = _as_ensemble(result)
+    if Ns is not None:
+        Ns = _check_Ns(Ns)
+        missing = [n for n in Ns if n not in ens.Ns]
+        if missing:
+            raise ValueError(f"Ns asks for N = {missing}, which the result does not hold (it has {ens.Ns})")
+        keep = [ens.Ns.index(n) for n in Ns]
+    else:
+        keep = list(range(len(ens.Ns)))
+    used = tuple(ens.Ns[i] for i in keep)
+    if len(used) < 2:
+        raise ValueError(f"extrapolate_inverse_N needs at least 2 values of N to fit a + b/N; got Ns = {used}")
+    x = np.array([1.0 / n for n in used])[:, None]  # (K, 1)
+    y = ens.n2_flux[keep]  # (K, U)
+    s = ens.n2_err[keep]
+    if not np.all(np.isfinite(y)):
+        raise ValueError("the measured fluxes hold non-finite values")
+    positive = np.all(s > 0, axis=0) & np.all(np.isfinite(s), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(positive[None, :], 1.0 / np.where(s > 0, s, 1.0) ** 2, 0.0)
+    S, Sx, Sxx = w.sum(0), (w * x).sum(0), (w * x * x).sum(0)
+    Sy, Sxy = (w * y).sum(0), (w * x * y).sum(0)
+    det = S * Sxx - Sx * Sx
+    ok = positive & (det > 0)
+    safe = np.where(ok, det, 1.0)
+    a = np.where(ok, (Sxx * Sy - Sx * Sxy) / safe, np.nan)
+    b = np.where(ok, (S * Sxy - Sx * Sy) / safe, np.nan)
+    var_a = np.where(ok, Sxx / safe, np.nan)
+    var_b = np.where(ok, S / safe, np.nan)
+    cov_ab = np.where(ok, -Sx / safe, np.nan)
+    resid = y - a[None, :] - b[None, :] * x
+    chi2 = np.where(ok, np.sum(w * resid**2, axis=0), np.nan)
+    # points where flux and error vanish at every N (u = 0 of a folded profile; tails nobody reaches)
+    exact_zero = ~ok & np.all(y == 0, axis=0) & np.all(s == 0, axis=0)
+    a = np.where(exact_zero, 0.0, a)
+    b = np.where(exact_zero, 0.0, b)
+    a_err = np.where(exact_zero, 0.0, np.sqrt(var_a))
+    b_err = np.where(exact_zero, 0.0, np.sqrt(var_b))
+
+    a_cov = None
+    covs = [ens.covariances[i] for i in keep]
+    if all(c is not None for c in covs):
+        # a(u) = sum_N c_N(u) y_N(u), c_N = w_N (Sxx - Sx x_N) / det; Cov(a(u), a(u')) = sum_N c c' N^4 Cov_N
+        c = np.where(ok[None, :], w * (Sxx[None, :] - Sx[None, :] * x) / safe[None, :], 0.0)
+        a_cov = np.zeros((y.shape[1], y.shape[1]))
+        for k, n in enumerate(used):
+            a_cov += np.outer(c[k], c[k]) * float(n) ** 4 * np.asarray(covs[k])
+    return InverseNFit(u=ens.u, a=a, a_err=a_err, b=b, b_err=b_err, cov_ab=cov_ab, chi2=chi2, dof=len(used) - 2,
+                       valid=ok, Ns=used, folded=ens.folded, a_cov=a_cov, units=ens.units)
+
+
+# ============================================================================ comparison
+@dataclass
+class Comparison:
+    """Prediction vs measurement (see :func:`compare`); all numbers over ``points``."""
+
+    u: np.ndarray
+    predicted: np.ndarray
+    measured: np.ndarray
+    measured_err: np.ndarray
+    points: np.ndarray
+    chi2: float
+    dof: int
+    ratio: float
+    ratio_err: float
+    chi2_scaled: float
+    sign_agreement: float
+    n_sign_points: int
+    chi2_cov: float | None
+    measured_label: str
+    units: str = "t"
+
+    @property
+    def chi2_dof(self) -> float:
+        return self.chi2 / self.dof if self.dof > 0 else float("nan")
+
+    @property
+    def chi2_scaled_dof(self) -> float:
+        return self.chi2_scaled / (self.dof - 1) if self.dof > 1 else float("nan")
+
+    @property
+    def chi2_cov_dof(self) -> float | None:
+        return None if self.chi2_cov is None or self.dof <= 0 else self.chi2_cov / self.dof
+
+    @property
+    def p_value(self) -> float:
+        """P(chi^2 >= observed) for dof independent Gaussian points (uses chi2_cov when known)."""
+        from scipy.stats import chi2 as chi2_law
+
+        value = self.chi2_cov if self.chi2_cov is not None else self.chi2
+        return float(chi2_law.sf(value, self.dof)) if self.dof > 0 else float("nan")
+
+    def summary(self) -> dict:
+        return _jsonable({
+            "measured": self.measured_label, "n_points": self.dof, "chi2_dof": self.chi2_dof,
+            "chi2_cov_dof": self.chi2_cov_dof, "p_value": self.p_value, "ratio_measured_over_predicted": self.ratio,
+            "ratio_err": self.ratio_err, "chi2_dof_after_ratio": self.chi2_scaled_dof,
+            "sign_agreement": self.sign_agreement, "n_sign_points": self.n_sign_points, "units": self.units,
+        })
+
+    def __str__(self) -> str:
+        cov = "" if self.chi2_cov is None else f" (with covariance {self.chi2_cov_dof:.3g})"
+        signs = (f"signs agree at {self.sign_agreement:.0%} of the {self.n_sign_points} points with S/N >= 2"
+                 if self.n_sign_points else "no point has S/N >= 2 (sign agreement undefined)")
+        return (f"{self.measured_label}: chi2/dof = {self.chi2_dof:.3g}{cov} over {self.dof} points; "
+                f"measured/predicted = {self.ratio:.3g} +- {self.ratio_err:.2g} (then chi2/dof = "
+                f"{self.chi2_scaled_dof:.3g}); {signs}")
+
+    def to_dict(self) -> dict:
+        out = self.summary()
+        out.update(_jsonable({"convention": CONVENTION, "u": self.u, "predicted": self.predicted,
+                              "measured_values": self.measured, "measured_err": self.measured_err,
+                              "points": self.points}))
+        return out
+
+
+def _measured_profile(measured, N):
+    """(u, N^2 F, error, folded, covariance or None, label, units) of what ``compare`` compares to."""
+    if isinstance(measured, InverseNFit):
+        return (measured.u, measured.a, measured.a_err, measured.folded, measured.a_cov,
+                f"N -> oo intercept (Ns = {list(measured.Ns)})", measured.units)
+    if isinstance(measured, FluxEnsemble):
+        if len(measured.Ns) != 1:
+            raise ValueError(f"measured is an ensemble of {len(measured.Ns)} values of N {measured.Ns}: pass "
+                             "extrapolate_inverse_N(result) or result.measurement(N)")
+        n = measured.Ns[0]
+        return (measured.u, measured.n2_flux[0], measured.n2_err[0], measured.folded,
+                None if measured.covariances[0] is None else n**4 * np.asarray(measured.covariances[0]),
+                f"N = {n}", measured.units)
+    if isinstance(measured, FluxMeasurement):
+        n = measured.N if N is None else N
+        if n is None:
+            raise ValueError("measured (a FluxMeasurement) does not record N; pass N=... to compare N^2 F")
+        return (np.asarray(measured.u, float), n * n * np.asarray(measured.flux, float),
+                n * n * np.asarray(measured.stderr, float), measured.folded, None, f"N = {n}", "t")
+    raise TypeError(f"measured must be an InverseNFit, a FluxMeasurement or a one-N FluxEnsemble, got "
+                    f"{type(measured).__name__}")
+
+
+def _select_points(points, n: int) -> np.ndarray:
+    if points is None:
+        return np.ones(n, dtype=bool)
+    p = np.asarray(points)
+    if p.dtype == bool:
+        if p.shape != (n,):
+            raise ValueError(f"points (a boolean mask) must have shape ({n},), got {p.shape}")
+        return p.copy()
+    if not np.issubdtype(p.dtype, np.integer) or p.ndim != 1:
+        raise ValueError("points must be None, a boolean mask over u or a 1D array of integer indices")
+    if p.size and (p.min() < -n or p.max() >= n):
+        raise ValueError(f"points holds indices outside 0..{n - 1}")
+    mask = np.zeros(n, dtype=bool)
+    mask[p] = True
+    return mask
+
+
+def _chi2_with_covariance(r: np.ndarray, cov: np.ndarray, rcond: float = 1e-8) -> float | None:
+    """r^T C^-1 r, or None when C is not usable (non-finite, or singular: a sample covariance from
+    R realisations has rank <= R - 1, so it needs R well above the number of points; its inverse
+    is then biased high by about (R - 1)/(R - p - 2), negligible for R >> p)."""
+    if not np.all(np.isfinite(cov)):
+        return None
+    d = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    if np.any(d <= 0):
+        return None
+    corr = cov / np.outer(d, d)
+    eig = np.linalg.eigvalsh(corr)
+    if eig[0] <= rcond * eig[-1]:
+        return None
+    z = r / d
+    value = float(z @ np.linalg.solve(corr, z))
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = None) -> Comparison:
+    """chi^2, amplitude ratio and sign agreement between a predicted and a measured N^2 F.
+
+    predicted_flux: F_2(u) = N^2 F predicted by the 1/N^2 operator, in the continuity
+        convention (positive = particles move up in v), M = 1, mu = 1/N, the run's time units
+        (or tau units for a :meth:`FluxEnsemble.rescaled` measurement), on the measured grid:
+        an array of shape (U,), or a callable evaluated at the measured u.
+    measured: an :class:`InverseNFit` (the intercept a(u) and its error), a
+        :class:`FluxMeasurement` (N^2 F at its N, or ``N``), or a one-N :class:`FluxEnsemble`.
+    points: optional boolean mask or indices restricting the points compared.
+    u: optional grid of ``predicted_flux``, checked against the measured grid.
+
+    Always excluded: points with a zero or non-finite error, and u <= 0 of a folded (odd)
+    profile (mirror images of u > 0). Returned (:class:`Comparison`):
+      chi2 = sum ((m - p)/sigma)^2 with dof = number of points (no free parameter);
+      ratio = best-fit A in m = A p (weighted least squares), ratio_err its 1-sigma error,
+        chi2_scaled the chi^2 after that fit (dof - 1);
+      sign_agreement = fraction of the points with |m|/sigma >= 2 where sign(p) == sign(m)
+        (NaN if there is none; n_sign_points says how many);
+      chi2_cov = (m - p)^T C^-1 (m - p) with the measured covariance C when it is known.
+    """
+    mu, m, err, folded, cov, label, units = _measured_profile(measured, N)
+    mu = np.asarray(mu, dtype=float)
+    if callable(predicted_flux):
+        p = np.asarray(predicted_flux(mu), dtype=float)
+    else:
+        p = np.asarray(predicted_flux, dtype=float)
+    if p.shape != mu.shape:
+        raise ValueError(f"predicted_flux has shape {p.shape} but the measured grid has {mu.size} points; "
+                         "evaluate the prediction on measured.u")
+    if u is not None:
+        ug = np.asarray(u, dtype=float)
+        if ug.shape != mu.shape or not np.allclose(ug, mu, rtol=1e-9, atol=1e-12):
+            raise ValueError(f"u (the predicted flux's grid, {ug.size} points) does not match the measured grid "
+                             f"({mu.size} points, {mu[0]:g}..{mu[-1]:g})")
+    use = _select_points(points, mu.size) & _independent(mu, folded) & np.isfinite(m) & np.isfinite(err) & (err > 0)
+    bad = np.flatnonzero(use & ~np.isfinite(p))
+    if bad.size:
+        raise ValueError(f"predicted_flux is not finite at {bad.size} compared point(s), e.g. u = {mu[bad[0]]:g}")
+    idx = np.flatnonzero(use)
+    if idx.size == 0:
+        raise ValueError("no point to compare: every selected point has a zero or non-finite error "
+                         "(or lies at u <= 0 of a folded profile)")
+    mm, pp, ee = m[idx], p[idx], err[idx]
+    chi2 = float(np.sum(((mm - pp) / ee) ** 2))
+    spp = float(np.sum(pp * pp / ee**2))
+    if spp > 0:
+        ratio = float(np.sum(pp * mm / ee**2) / spp)
+        ratio_err = float(1.0 / math.sqrt(spp))
+        chi2_scaled = float(np.sum(((mm - ratio * pp) / ee) ** 2))
+    else:
+        ratio = ratio_err = chi2_scaled = float("nan")
+    strong = np.abs(mm) / ee >= 2.0
+    n_sign = int(np.count_nonzero(strong))
+    agree = float(np.mean(np.sign(mm[strong]) == np.sign(pp[strong]))) if n_sign else float("nan")
+    chi2_cov = None
+    if cov is not None:
+        chi2_cov = _chi2_with_covariance(mm - pp, np.asarray(cov, dtype=float)[np.ix_(idx, idx)])
+    return Comparison(u=mu, predicted=p, measured=m, measured_err=err, points=idx, chi2=chi2, dof=int(idx.size),
+                      ratio=ratio, ratio_err=ratio_err, chi2_scaled=chi2_scaled, sign_agreement=agree,
+                      n_sign_points=n_sign, chi2_cov=chi2_cov, measured_label=label, units=units)
+
+
+def amplitude_ratio(numerator, numerator_err, denominator, denominator_err, *, points=None,
+                    iterations: int = 50) -> tuple[float, float]:
+    """Best-fit r in numerator = r x denominator, with errors on both (effective variance).
+
+    Weighted least squares with weights 1/(sigma_num^2 + r^2 sigma_den^2), iterated to a fixed
+    point; returns (r, 1-sigma error). Points with a non-positive total error are skipped.
+    """
+    y, sy = np.asarray(numerator, float), np.asarray(numerator_err, float)
+    x, sx = np.asarray(denominator, float), np.asarray(denominator_err, float)
+    if not (y.shape == sy.shape == x.shape == sx.shape):
+        raise ValueError("numerator, denominator and their errors must share one shape")
+    use = _select_points(points, y.size) & np.isfinite(y) & np.isfinite(x) & np.isfinite(sy) & np.isfinite(sx)
+    use &= (sy > 0) | (sx > 0)
+    y, sy, x, sx = y[use], sy[use], x[use], sx[use]
+    if y.size == 0:
+        raise ValueError("amplitude_ratio: no usable point")
+    w = 1.0 / np.maximum(sy**2, 1e-300)
+    r = float(np.sum(w * x * y) / max(np.sum(w * x * x), 1e-300))
+    for _ in range(iterations):
+        w = 1.0 / np.maximum(sy**2 + r * r * sx**2, 1e-300)
+        r_new = float(np.sum(w * x * y) / max(np.sum(w * x * x), 1e-300))
+        if abs(r_new - r) <= 1e-12 * max(abs(r), 1e-300):
+            r = r_new
+            break
+        r = r_new
+    w = 1.0 / np.maximum(sy**2 + r * r * sx**2, 1e-300)
+    return r, float(1.0 / math.sqrt(max(np.sum(w * x * x), 1e-300)))
+
+
+# ============================================================================ Q scaling
+@dataclass
+class QScaling:
+    """Result of :func:`q_scaling`: N^2 F in tau units at each Q and the amplitude ratios to the first Q."""
+
+    Qs: tuple[float, ...]
+    sigmas: tuple[float, ...]
+    ensembles: tuple[FluxEnsemble, ...]  # rescaled (units "tau")
+    fits: tuple[InverseNFit | None, ...]
+    ratios: tuple[float, ...]
+    ratio_errs: tuple[float, ...]
+    expected_exponent: float = -4.0
+
+    @property
+    def expected_ratios(self) -> tuple[float, ...]:
+        return tuple((q / self.Qs[0]) ** self.expected_exponent for q in self.Qs)
+
+    @property
+    def exponents(self) -> tuple[float, ...]:
+        """Measured exponent p in ratio = (Q / Q_0)^p (NaN for Q_0 itself or a ratio <= 0)."""
+        out = []
+        for q, r in zip(self.Qs, self.ratios):
+            out.append(math.log(r) / math.log(q / self.Qs[0]) if q != self.Qs[0] and r > 0 else float("nan"))
+        return tuple(out)
+
+    @property
+    def exponent_errs(self) -> tuple[float, ...]:
+        out = []
+        for q, r, e in zip(self.Qs, self.ratios, self.ratio_errs):
+            out.append(e / (r * abs(math.log(q / self.Qs[0]))) if q != self.Qs[0] and r > 0 else float("nan"))
+        return tuple(out)
+
+    def to_dict(self) -> dict:
+        return _jsonable({
+            "Qs": list(self.Qs), "sigmas": list(self.sigmas), "ratios_to_first_Q": list(self.ratios),
+            "ratio_errs": list(self.ratio_errs), "expected_ratios": list(self.expected_ratios),
+            "expected_exponent": self.expected_exponent, "exponents": list(self.exponents),
+            "exponent_errs": list(self.exponent_errs),
+            "units": "w = u/sigma, tau = sigma t, N^2 F per unit tau (dimensionless); sigma^2 = Q U*",
+            "ensembles": [e.to_dict() for e in self.ensembles],
+            "fits": [None if f is None else f.to_dict() for f in self.fits],
+        })
+
+
+def q_scaling(potential, df, Qs, Ns, R, tau_end: float, dtau: float, tau_window, *, w_grid=None,
+              backend: str = "jax", seed: int = 0, kmax: int | None = None, progress: bool = True,
+              n_snapshots: int = 101, n_boot: int = 1000, expected_exponent: float = -4.0) -> QScaling:
+    """N-body flux at several Q (sigma^2 = Q U*) for one velocity profile; ratio of N^2 F amplitudes.
+
+    Expected (PHYSICS.md section 1): at fixed profile the 1/N^2 flux scales as 1/(N^2 Q^4) when
+    time is measured in units of 1/sigma, i.e. T_relax ~ N^2 Q^4 / sigma. Each Q is therefore run
+    and measured in dimensionless variables: velocities w = u/sigma (grid ``w_grid``, default
+    linspace(-3, 3, 61)), time tau = sigma t (``tau_end``, step ``dtau``, fit window
+    ``tau_window``, all in tau; the run uses t_end = tau_end/sigma, dt = dtau/sigma, so every Q
+    takes the same number of steps and snapshots and the same dimensionless window), and the
+    flux per unit tau, F_tau(w) = F_t(sigma w)/sigma (:meth:`FluxEnsemble.rescaled`).
+
+    df: the profile; it is rescaled to sigma = sqrt(Q U*) at each Q (:func:`scaled_profile`).
+    Ns, R: as :func:`flux_ensemble`; with >= 2 values of N the amplitudes compared are the
+        1/N intercepts a(w), with one N they are N^2 F at that N (finite-N corrections differ
+        between Q, so a single-N ratio mixes them in).
+    Ratio to the first Q: :func:`amplitude_ratio` of the profiles over the independent points
+    (errors on both). Collective effects grow as Q -> Q_c and the finite-N corrections depend on
+    Q, so departures from Q^-4 at low Q or small N are expected, not bugs.
+    """
+    Qs = tuple(float(q) for q in Qs)
+    if len(Qs) < 2 or any(not (math.isfinite(q) and q > 0) for q in Qs):
+        raise ValueError(f"Qs must hold at least 2 finite values > 0, got {Qs!r}")
+    Ns = _check_Ns(Ns)
+    try:
+        tau0, tau1 = (float(t) for t in tau_window)
+    except (TypeError, ValueError):
+        raise ValueError(f"tau_window must be a pair (tau0, tau1), got {tau_window!r}") from None
+    w_grid = np.linspace(-3.0, 3.0, 61) if w_grid is None else np.asarray(w_grid, dtype=float)
+    ustar = potential.attractive_max(kmax)
+    if not ustar > 0:
+        raise ValueError(f"the potential has no attractive harmonic (U* = {ustar:g}); Q = sigma^2/U* is undefined")
+    sigmas, ensembles, fits, profiles = [], [], [], []
+    for q in Qs:
+        sigma = math.sqrt(q * ustar)
+        ens = flux_ensemble(potential, scaled_profile(df, sigma), Ns, R, tau_end / sigma, dtau / sigma,
+                            (tau0 / sigma, tau1 / sigma), backend=backend, seed=seed, kmax=kmax,
+                            u_grid=sigma * w_grid, progress=progress, n_snapshots=n_snapshots, n_boot=n_boot)
+        ens = ens.rescaled(sigma)
+        ens.params["Q"] = q
+        fit = extrapolate_inverse_N(ens) if len(Ns) >= 2 else None
+        sigmas.append(sigma)
+        ensembles.append(ens)
+        fits.append(fit)
+        profiles.append((fit.a, fit.a_err, fit.independent) if fit is not None
+                        else (ens.n2_flux[0], ens.n2_err[0], _independent(ens.u, ens.folded)))
+    ratios, errs = [], []
+    y0, e0, m0 = profiles[0]
+    for y, e, m in profiles:
+        r, re = amplitude_ratio(y, e, y0, e0, points=m & m0)
+        ratios.append(r)
+        errs.append(re)
+    return QScaling(Qs=Qs, sigmas=tuple(sigmas), ensembles=tuple(ensembles), fits=tuple(fits), ratios=tuple(ratios),
+                    ratio_errs=tuple(errs), expected_exponent=float(expected_exponent))
+
+
+# ============================================================================ plot
+def plot_ensemble(result: FluxEnsemble, path, *, fit: InverseNFit | None = None, predicted=None,
+                  predicted_label: str = "prediction", title: str | None = None) -> Path:
+    """PNG of N^2 F vs u for each N (line + 16%-84% band), the 1/N intercept a(u) +- 1 sigma band
+    (if ``fit`` is given) and a predicted N^2 F (array on the same grid, optional). Agg canvas;
+    the pyplot state is untouched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    u = result.u
+    fig = Figure(figsize=(8.0, 5.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    lo, hi = result.n2_lower, result.n2_upper
+    for i, (n, y) in enumerate(zip(result.Ns, result.n2_flux)):
+        color = f"C{i % 10}"
+        ax.fill_between(u, lo[i], hi[i], color=color, alpha=0.2, lw=0)
+        ax.plot(u, y, color=color, lw=1.2, label=f"N = {n}, R = {result.Rs[i]}")
+    if fit is not None:
+        band_lo, band_hi = fit.a - fit.a_err, fit.a + fit.a_err
+        ax.fill_between(fit.u, band_lo, band_hi, color="k", alpha=0.25, lw=0)
+        chi = fit.global_chi2_dof
+        chi_text = "" if not math.isfinite(chi) else f", $\\chi^2$/dof = {chi:.2f}"
+        ax.plot(fit.u, fit.a, color="k", lw=2.0, label=f"N $\\to\\infty$ (a + b/N fit over N = "
+                f"{', '.join(map(str, fit.Ns))}{chi_text}) $\\pm 1\\sigma$")
+    if predicted is not None:
+        p = np.asarray(predicted, dtype=float)
+        if p.shape != u.shape:
+            raise ValueError(f"predicted has shape {p.shape}, the measured grid {u.shape}")
+        ax.plot(u, p, color="C3", lw=1.8, ls="--", label=predicted_label)
+    tau = result.units == "tau"
+    ax.set_xlabel(r"velocity $w = u/\sigma$" if tau else r"velocity $u$")
+    ax.set_ylabel(r"$N^2\,\mathcal{F}(u)$, $\mathcal{F} = -\,d/d%s\,$[fraction with $v<u$]" % ("\\tau" if tau else "t"))
+    w = result.window
+    ax.set_title(title or f"window {'tau' if tau else 't'} = [{w[0]:g}, {w[1]:g}]"
+                 f"{' (folded: odd in u)' if result.folded else ''}; positive = particles move up in v", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    return path
