@@ -65,6 +65,34 @@ def long_time_flux(*, drops=tuple(DROPS), progress=None) -> Derivation:
                  lambda r: len(r.terms), None, progress)
     if not real.imaginary_sums_to_zero:
         raise AssertionError("the imaginary part of the order-2 flux does not cancel between q and -q")
-    d.run("symmetrise", "average over flipping all wavevectors; like terms merged",
-          lambda: merge(symmetrise(real.terms, 1), 1), lambda J: len(J), None, progress)
+    sym = d.run("symmetrise", "average over flipping all wavevectors; like terms merged",
+                lambda: merge(symmetrise(real.terms, 1), 1), lambda J: len(J), None, progress)
+    d.run("resonance_census", "monomials classified by their Dirac deltas (two-body / three-body)",
+          lambda: resonance_census(sym), lambda c: sum(c.values()), None, progress)
     return d
+
+
+def delta_kind(arg, velocities) -> str:
+    """'three-body' when the argument involves three velocities, else 'two-body(a,b)'."""
+    import sympy as sp
+
+    involved = [v.name for v in velocities if sp.diff(arg, v) != 0]
+    return "three-body" if len(involved) == 3 else "two-body(" + ",".join(involved) + ")"
+
+
+def resonance_census(terms) -> dict[tuple, int]:
+    """How many monomials carry which deltas (kind, derivative order): the map of what the
+    canonicalisation must reduce to the single three-body resonance."""
+    import collections
+
+    import sympy as sp
+
+    counts: collections.Counter = collections.Counter()
+    for term in terms:
+        velocities = [sp.Symbol("v1", real=True), *term.integrals]
+        for mono in sp.Add.make_args(term.body):
+            deltas = [f.as_base_exp()[0] for f in sp.Mul.make_args(mono) if isinstance(f.as_base_exp()[0], sp.DiracDelta)]
+            key = tuple(sorted((delta_kind(x.args[0], velocities), int(x.args[1]) if len(x.args) > 1 else 0)
+                               for x in deltas))
+            counts[key] += 1
+    return dict(counts)

@@ -120,3 +120,11 @@ def test_order2_couplings_are_three_U(order2):
 def test_unknown_drop_is_rejected():
     with pytest.raises(ValueError, match="unknown drops"):
         long_time_flux(drops=("drop_everything",))
+
+
+def test_resonance_census_accounts_for_every_monomial(order2):
+    census = order2["resonance_census"].output
+    final = order2["symmetrise"].output
+    assert sum(census.values()) == sum(len(sp.Add.make_args(t.body)) for t in final)
+    assert census[(("three-body", 0),)] > 0  # the resonance the canonical form keeps
+    assert any(all(kind.startswith("two-body") for kind, _ in key) for key in census)
