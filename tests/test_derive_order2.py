@@ -101,7 +101,7 @@ def order2():
 def test_order2_long_time_flux_is_real(order2):
     # real_part raises if the imaginary part does not cancel; the stage record shows its size
     names = order2.stage_names()
-    assert names[-3:] == ["flux", "real_part", "symmetrise"]
+    assert names[-4:] == ["flux", "real_part", "symmetrise", "resonance_census"]
     assert order2["flux"].n_terms == 48
     final = order2["symmetrise"].output
     assert sum(len(sp.Add.make_args(t.body)) for t in final) > 500  # "hundreds of terms"
