@@ -234,8 +234,9 @@ class FluxEnsemble:
     ``particle_steps_per_s`` (N R n_steps / run_time), ``energy_errors`` (largest relative energy
     error of any realisation at any snapshot), ``covariances`` (U x U covariance of the mean
     flux F across u, folded like the flux; None when not known), ``even_chi2_dof`` (chi^2/dof of
-    the even part (F(u) + F(-u))/2 of the *unfolded* flux against 0 over u > 0: ~1 when the
-    measured flux is odd, as it must be for an even df; NaN when not measured).
+    the even part (F(u) + F(-u))/2 of the *unfolded* flux against 0 over u > 0, with the
+    covariance across u when R is large enough: ~1 when the measured flux is odd, as it must be
+    for an even df; NaN when not measured).
     ``params``: the set-up (potential, df, t_end, dt, window, backend, ...), JSON-able.
     ``units``: "t" (the run's time) or "tau" (tau = sigma t, velocities in units of sigma; see
     :meth:`rescaled`).
@@ -424,8 +425,9 @@ def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float]:
 
     From the per-realisation slopes s_r(u) (the mean flux is their average): cov = Cov_r(s) / R.
     The even part e_r(u) = (s_r(u) + s_r(-u))/2 must average to 0 when the df is even; its
-    chi^2 uses the standard error of the mean at each u > 0 (diagonal; neighbouring u are
-    correlated, so this is a consistency figure, ~1, not a chi^2 law).
+    chi^2/dof over the u > 0 with a non-zero spread uses the covariance of the mean across u
+    (neighbouring u are strongly correlated) when it is invertible, else the diagonal (then only
+    its mean is 1, its spread is wider than a chi^2 law's).
     """
     slopes, _ = flux_slopes(run.times, run.cumulative, window)
     R = slopes.shape[0]
@@ -437,7 +439,11 @@ def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float]:
         se = even.std(axis=0, ddof=1) / math.sqrt(R)
         use = (u > 0) & (se > 0)
         if np.any(use):
-            even_chi2 = float(np.mean((mean[use] / se[use]) ** 2))
+            n_use = int(np.count_nonzero(use))
+            value = None
+            if R > 2 * n_use + 2:
+                value = _chi2_with_covariance(mean[use], np.atleast_2d(np.cov(even[:, use], rowvar=False) / R))
+            even_chi2 = float(np.sum((mean[use] / se[use]) ** 2) if value is None else value) / n_use
     if folded:
         slopes = 0.5 * (slopes - slopes[:, ::-1])
     cov = np.cov(slopes, rowvar=False, ddof=1) / R

@@ -1,0 +1,312 @@
+"""numerics.validate: the 1/N extrapolation and the comparison on synthetic data with a known truth,
+a tiny real ensemble on the numpy backend, input errors; one slow CPU-sized scaling run (-m slow)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numerics import HMF, GeneralizedGaussian, Tabulated
+from numerics.nbody.measure import FluxMeasurement
+from numerics.validate import (
+    FluxEnsemble,
+    InverseNFit,
+    amplitude_ratio,
+    compare,
+    derived_seed,
+    extrapolate_inverse_N,
+    flux_ensemble,
+    plot_ensemble,
+    q_scaling,
+    scaled_profile,
+    write_json,
+)
+
+U = np.linspace(-3.0, 3.0, 41)
+NS = (16, 32, 64, 128)
+
+
+def truth_a(u):
+    return 0.01 * u * np.exp(-0.5 * u**2) * (1.0 - u**2 / 3.0)
+
+
+def truth_b(u):
+    return -0.3 * u * np.exp(-0.5 * u**2)
+
+
+def synthetic(*, Ns=NS, u=U, seed=0, noise=lambda N: 2e-4 * (N / 16) ** 1.3, a=truth_a, b=truth_b, folded=False,
+              covariances=False):
+    """Per-N measurements of N^2 F = a + b/N + Gaussian noise of known sigma (the band half width)."""
+    rng = np.random.default_rng(seed)
+    ms, covs = [], []
+    for N in Ns:
+        s = noise(N) * np.ones_like(u)
+        y = a(u) + b(u) / N + s * rng.standard_normal(u.size)
+        if folded:
+            y, s = 0.5 * (y - y[::-1]), s * math.sqrt(0.5) * np.where(u == 0, 0.0, 1.0)
+        F, hw = y / N**2, s / N**2
+        ms.append(FluxMeasurement(u=u, flux=F, lower=F - hw, upper=F + hw, window=(0.0, 1.0), n_realisations=100,
+                                  N=N, folded=folded, fit_points=10))
+        covs.append(np.diag(hw**2))
+    return FluxEnsemble.from_measurements(ms, covariances=covs) if covariances else FluxEnsemble.from_measurements(ms)
+
+
+# ---------------------------------------------------------------------------------- extrapolation
+def test_noise_free_extrapolation_is_exact():
+    fit = extrapolate_inverse_N(synthetic(noise=lambda N: 1e-12))  # tiny but resolvable band width
+    np.testing.assert_allclose(fit.a, truth_a(U), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(fit.b, truth_b(U), rtol=0, atol=1e-8)
+    assert fit.dof == 2 and fit.Ns == NS
+
+
+def test_extrapolation_recovers_intercept_within_its_error_bars():
+    pulls, chi2 = [], []
+    for seed in range(25):
+        fit = extrapolate_inverse_N(synthetic(seed=seed))
+        pulls.append((fit.a - truth_a(U)) / fit.a_err)
+        chi2.append(fit.global_chi2_dof)
+    pulls = np.concatenate(pulls)
+    inside = np.mean(np.abs(pulls) < 1.0)
+    assert 0.60 < inside < 0.76, inside  # 68% expected; 1025 points
+    assert 0.85 < np.std(pulls) < 1.15
+    assert 0.85 < np.mean(chi2) < 1.15
+
+
+def test_extrapolation_with_two_N_is_exact_and_flags_dof_zero():
+    fit = extrapolate_inverse_N(synthetic(Ns=(32, 64)))
+    assert fit.dof == 0 and np.all(np.isnan(fit.chi2_dof)) and math.isnan(fit.global_chi2_dof)
+    ens = synthetic(Ns=(32, 64))
+    y = ens.n2_flux
+    np.testing.assert_allclose(fit.a, 2 * y[1] - y[0], rtol=1e-10, atol=1e-15)  # a = (x1 y2 - x2 y1)/(x1 - x2)
+
+
+def test_extrapolation_subset_and_linear_model_violation_shows_in_chi2():
+    curved = synthetic(noise=lambda N: 1e-5, b=lambda u: 0 * u, a=lambda u: truth_a(u))
+    # add a 1/N^2 term far above the noise: the linear model must fail its chi^2
+    ms = [FluxMeasurement(u=m.u, flux=m.flux + 50.0 * truth_a(U) / n**4, lower=m.lower + 50.0 * truth_a(U) / n**4,
+                          upper=m.upper + 50.0 * truth_a(U) / n**4, window=m.window, n_realisations=100, N=n,
+                          folded=False, fit_points=10) for n, m in zip(curved.Ns, curved.measurements)]
+    fit = extrapolate_inverse_N(ms)
+    assert fit.global_chi2_dof > 10
+    sub = extrapolate_inverse_N(ms, Ns=(64, 128))
+    assert sub.Ns == (64, 128) and sub.dof == 0
+
+
+def test_covariance_propagates_to_intercept():
+    ens = synthetic(covariances=True)
+    fit = extrapolate_inverse_N(ens)
+    np.testing.assert_allclose(np.sqrt(np.diag(fit.a_cov)), fit.a_err, rtol=1e-10)
+    c = compare(truth_a(U), fit)
+    assert c.chi2_cov == pytest.approx(c.chi2, rel=1e-8)
+
+
+def test_folded_profile_uses_independent_points_only():
+    ens = synthetic(folded=True, a=truth_a, b=truth_b)
+    fit = extrapolate_inverse_N(ens)
+    assert fit.folded
+    j0 = int(np.flatnonzero(U == 0)[0])
+    assert fit.a[j0] == 0.0 and fit.a_err[j0] == 0.0 and not fit.valid[j0]
+    assert fit.summary()["n_points"] == np.count_nonzero(U > 0)
+    assert compare(truth_a(U), fit).dof == np.count_nonzero(U > 0)
+
+
+# ---------------------------------------------------------------------------------- comparison
+def test_compare_matching_prediction():
+    fit = extrapolate_inverse_N(synthetic(seed=3))
+    c = compare(truth_a(U), fit)
+    assert 0.5 < c.chi2_dof < 1.7
+    assert abs(c.ratio - 1.0) < 3 * c.ratio_err and c.ratio_err < 0.1
+    assert c.sign_agreement == 1.0 and c.n_sign_points >= 10
+    assert c.dof == U.size
+    # callable form and grid check
+    c2 = compare(truth_a, fit, u=U)
+    assert c2.chi2 == pytest.approx(c.chi2)
+    json.dumps(c.to_dict(), allow_nan=False)
+    assert "measured/predicted" in str(c)
+
+
+def test_compare_detects_factor_two_and_sign_flip():
+    fit = extrapolate_inverse_N(synthetic(seed=4))
+    half = compare(0.5 * truth_a(U), fit)
+    assert abs(half.ratio - 2.0) < 3 * half.ratio_err
+    assert half.chi2_dof > 2 and half.p_value < 1e-6
+    assert half.sign_agreement == 1.0  # same signs, wrong amplitude
+    flip = compare(-truth_a(U), fit)
+    assert abs(flip.ratio + 1.0) < 3 * flip.ratio_err
+    assert flip.sign_agreement == 0.0 and flip.chi2_dof > 10
+
+
+def test_compare_single_N_measurement_and_points():
+    ens = synthetic(seed=5)
+    m = ens.measurement(128)
+    pred = truth_a(U) + truth_b(U) / 128
+    c = compare(pred, m)
+    assert c.measured_label == "N = 128" and abs(c.ratio - 1) < 3 * c.ratio_err
+    sel = compare(pred, m, points=np.flatnonzero(U > 1))
+    assert sel.dof == np.count_nonzero(U > 1)
+    one = FluxEnsemble.from_measurements([m])
+    assert compare(pred, one).chi2 == pytest.approx(c.chi2)
+
+
+def test_amplitude_ratio_with_errors_on_both():
+    rng = np.random.default_rng(1)
+    x = truth_a(U)
+    sx = 2e-4 * np.ones_like(U)
+    y = 0.25 * x + 5e-5 * rng.standard_normal(U.size)
+    r, e = amplitude_ratio(y, 5e-5 * np.ones_like(U), x + sx * rng.standard_normal(U.size), sx)
+    assert abs(r - 0.25) < 3 * e and e < 0.05
+
+
+# ---------------------------------------------------------------------------------- bad inputs
+def test_bad_inputs_name_the_parameter():
+    ens = synthetic()
+    with pytest.raises(ValueError, match="at least 2 values of N"):
+        extrapolate_inverse_N(synthetic(Ns=(32,)))
+    with pytest.raises(ValueError, match="at least 2 values of N"):
+        extrapolate_inverse_N(ens, Ns=(64,))
+    with pytest.raises(ValueError, match="Ns asks for N"):
+        extrapolate_inverse_N(ens, Ns=(64, 256))
+    other = FluxMeasurement(u=U[:-1], flux=U[:-1] * 0, lower=U[:-1] * 0 - 1, upper=U[:-1] * 0 + 1, window=(0, 1),
+                            n_realisations=2, N=256, folded=False, fit_points=3)
+    with pytest.raises(ValueError, match="different u grids"):
+        FluxEnsemble.from_measurements(list(ens.measurements) + [other])
+    with pytest.raises(ValueError, match="repeat"):
+        FluxEnsemble.from_measurements(list(ens.measurements[:2]) * 2)
+    fit = extrapolate_inverse_N(ens)
+    with pytest.raises(ValueError, match="predicted_flux has shape"):
+        compare(truth_a(U[:-1]), fit)
+    with pytest.raises(ValueError, match=r"u \(the predicted flux's grid"):
+        compare(truth_a(U), fit, u=U * 1.1)
+    with pytest.raises(ValueError, match="extrapolate_inverse_N"):
+        compare(truth_a(U), ens)
+    with pytest.raises(ValueError, match="points"):
+        compare(truth_a(U), fit, points=np.ones(3, dtype=bool))
+    bad = truth_a(U).copy()
+    bad[30] = np.nan
+    with pytest.raises(ValueError, match="predicted_flux is not finite"):
+        compare(bad, fit)
+
+
+def test_flux_ensemble_rejects_bad_set_up_before_running():
+    df = GeneralizedGaussian(4, math.sqrt(2.0))
+    kw = dict(backend="numpy", progress=False)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="window"):
+        flux_ensemble(HMF(), df, (8, 16), 4, 20.0, 0.1, (5.0, 30.0), **kw)
+    with pytest.raises(ValueError, match="window"):
+        flux_ensemble(HMF(), df, (8, 16), 4, 20.0, 0.1, (10.0, 5.0), **kw)
+    with pytest.raises(ValueError, match="window .* holds 1 of the 5 snapshots"):
+        flux_ensemble(HMF(), df, (8, 16), 4, 20.0, 0.1, (4.0, 6.0), n_snapshots=5, **kw)
+    with pytest.raises(ValueError, match="Ns must not repeat"):
+        flux_ensemble(HMF(), df, (8, 8), 4, 20.0, 0.1, (5.0, 20.0), **kw)
+    with pytest.raises(ValueError, match="Ns must hold integers N >= 2"):
+        flux_ensemble(HMF(), df, (1, 8), 4, 20.0, 0.1, (5.0, 20.0), **kw)
+    with pytest.raises(ValueError, match=r"R \(a mapping"):
+        flux_ensemble(HMF(), df, (8, 16), {8: 4}, 20.0, 0.1, (5.0, 20.0), **kw)
+    with pytest.raises(ValueError, match="R has 3 values"):
+        flux_ensemble(HMF(), df, (8, 16), [4, 4, 4], 20.0, 0.1, (5.0, 20.0), **kw)
+    with pytest.raises(ValueError, match="u_grid"):
+        flux_ensemble(HMF(), df, (8, 16), 4, 20.0, 0.1, (5.0, 20.0), u_grid=[1.0, 0.0], **kw)
+    assert time.perf_counter() - start < 5.0  # nothing was simulated
+
+
+# ---------------------------------------------------------------------------------- real runs
+@pytest.fixture(scope="module")
+def tiny():
+    df = GeneralizedGaussian(4, math.sqrt(2.0))
+    u = np.linspace(-3.0, 3.0, 21) * df.sigma
+    return flux_ensemble(HMF(), df, (16, 8), 16, 20.0, 0.1, (5.0, 20.0), backend="numpy", seed=7, u_grid=u,
+                         progress=False, n_snapshots=21, n_boot=200)
+
+
+def test_tiny_real_ensemble_shapes_seeds_and_json(tiny, tmp_path):
+    ens = tiny
+    assert ens.Ns == (8, 16) and ens.Rs == (16, 16) and ens.units == "t"
+    assert ens.seeds == (derived_seed(7, 8), derived_seed(7, 16)) and ens.seeds[0] != ens.seeds[1]
+    assert ens.n2_flux.shape == ens.n2_err.shape == (2, 21)
+    assert ens.folded and np.allclose(ens.n2_flux, -ens.n2_flux[:, ::-1])
+    assert all(c.shape == (21, 21) for c in ens.covariances)
+    assert all(t > 0 for t in ens.wall_times) and all(r > 0 for r in ens.particle_steps_per_s)
+    assert all(e < 1e-3 for e in ens.energy_errors) and all(np.isfinite(ens.even_chi2_dof))
+    np.testing.assert_allclose(np.sqrt(np.diag(ens.covariances[1])) * 256, ens.n2_err[1], rtol=0.5, atol=1e-12)
+    data = json.loads(json.dumps(ens.to_dict(include_covariances=True), allow_nan=False))
+    back = FluxEnsemble.from_dict(data)
+    np.testing.assert_allclose(back.n2_flux, ens.n2_flux)
+    np.testing.assert_allclose(back.covariances[0], ens.covariances[0])
+    fit = extrapolate_inverse_N(ens)
+    assert isinstance(fit, InverseNFit) and fit.a.shape == (21,) and fit.dof == 0
+    write_json(fit, tmp_path / "fit.json")
+    assert json.loads((tmp_path / "fit.json").read_text())["Ns"] == [8, 16]
+    png = plot_ensemble(ens, tmp_path / "f.png", fit=fit, predicted=np.zeros(21))
+    assert png.stat().st_size > 1000
+
+
+def test_tiny_real_ensemble_is_reproducible(tiny):
+    df = GeneralizedGaussian(4, math.sqrt(2.0))
+    again = flux_ensemble(HMF(), df, (8, 16), 16, 20.0, 0.1, (5.0, 20.0), backend="numpy", seed=7, u_grid=tiny.u,
+                          progress=False, n_snapshots=21, n_boot=200)
+    np.testing.assert_array_equal(again.n2_flux, tiny.n2_flux)
+
+
+def test_rescaled_and_scaled_profile(tiny):
+    s = 2.0
+    r = tiny.rescaled(s)
+    assert r.units == "tau" and r.window == (10.0, 40.0)
+    np.testing.assert_allclose(r.u, tiny.u / s)
+    np.testing.assert_allclose(r.n2_flux, tiny.n2_flux / s)
+    np.testing.assert_allclose(r.covariances[0], tiny.covariances[0] / s**2)
+    with pytest.raises(ValueError, match="already"):
+        r.rescaled(s)
+    g = scaled_profile(GeneralizedGaussian(4, 1.0), 3.0)
+    assert g.n == 4 and g.sigma == 3.0
+    t = Tabulated(np.linspace(-3, 3, 61), np.exp(-np.linspace(-3, 3, 61) ** 2 / 2))
+    t2 = scaled_profile(t, 2.0 * t.sigma)
+    assert t2.sigma == pytest.approx(2.0 * t.sigma, rel=1e-6)
+    assert t2.pdf(2.0) == pytest.approx(t.pdf(1.0) / 2.0, rel=1e-6)
+
+
+def test_q_scaling_tiny_run_in_tau_units():
+    res = q_scaling(HMF(), GeneralizedGaussian(4), (4.0, 8.0), (8,), 16, 20.0, 0.1, (5.0, 20.0),
+                    w_grid=np.linspace(-3, 3, 13), backend="numpy", progress=False, n_snapshots=11, n_boot=100)
+    assert res.sigmas == pytest.approx((math.sqrt(2.0), 2.0))
+    assert [e.units for e in res.ensembles] == ["tau", "tau"]
+    assert [e.params["Q"] for e in res.ensembles] == [4.0, 8.0]
+    np.testing.assert_allclose(res.ensembles[1].u, np.linspace(-3, 3, 13))
+    assert res.ensembles[1].window == pytest.approx((5.0, 20.0))
+    assert res.ratios[0] == pytest.approx(1.0) and math.isfinite(res.ratios[1])
+    assert res.expected_ratios == pytest.approx((1.0, 1 / 16))
+    json.dumps(res.to_dict(), allow_nan=False)
+
+
+# ---------------------------------------------------------------------------------- slow: CPU-sized run
+def _load_example():
+    path = Path(__file__).resolve().parents[1] / "examples" / "nbody_scaling.py"
+    spec = importlib.util.spec_from_file_location("nbody_scaling_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_cpu_sized_scaling_run(tmp_path):
+    """The example's default run (HMF, n = 4, Q = 4, N = 16, 32, 64; a few minutes on 2 cores with JAX).
+
+    Checked, as verified on such runs: the measured flux is odd (folded, and the even part of the
+    unfolded flux is consistent with 0), the N -> oo intercept has S/N >= 2 at its peak, and that
+    peak, on u > 0, is negative (particles near |u| ~ sigma move toward u = 0).
+    """
+    example = _load_example()
+    assert example.main(["--out", str(tmp_path), "--no-progress"]) == 0
+    ens = FluxEnsemble.from_dict(json.loads((tmp_path / "ensemble.json").read_text()))
+    assert ens.folded and np.allclose(ens.n2_flux, -ens.n2_flux[:, ::-1], atol=0)
+    assert all(c < 3.0 for c in ens.even_chi2_dof), ens.even_chi2_dof
+    assert all(e < 1e-4 for e in ens.energy_errors)
+    summary = json.loads((tmp_path / "summary.json").read_text())["fit_summary"]
+    assert summary["snr_peak"] >= 2.0, summary
+    assert summary["u_peak"] > 0 and summary["a_peak"] < 0, summary
+    assert (tmp_path / "scaling.png").stat().st_size > 1000
