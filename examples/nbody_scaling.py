@@ -68,7 +68,8 @@ def main(argv=None) -> int:
 
     from numerics import HMF, GeneralizedGaussian
     from numerics.models.stability import Q as stability_Q, critical_Q
-    from numerics.validate import compare, extrapolate_inverse_N, flux_ensemble, plot_ensemble, write_json
+    from numerics.validate import (amplitude_ratio, compare, extrapolate_inverse_N, flux_ensemble, plot_ensemble,
+                                   write_json)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,15 +109,31 @@ def main(argv=None) -> int:
               f"quadrature S/N over u > 0: {summary['total_snr']:.1f}")
     print(f"  chi2/dof of the a + b/N model: {summary['global_chi2_dof']:.3g} (dof {fit.dof} per point, "
           f"{summary['n_points']} points; at the peak {summary.get('chi2_dof_peak', float('nan')):.3g})")
+    independent = fit.independent
+    shape = {}
+    for i, n in enumerate(Ns):  # amplitude of each N^2 F profile relative to the largest N (errors on both)
+        shape[n] = amplitude_ratio(ens.n2_flux[i], ens.n2_err[i], ens.n2_flux[-1], ens.n2_err[-1], points=independent)
+    shape["intercept"] = amplitude_ratio(fit.a, fit.a_err, ens.n2_flux[-1], ens.n2_err[-1], points=independent)
+    alternatives = {}
     if len(Ns) >= 4:
-        drop = extrapolate_inverse_N(ens, Ns=Ns[1:]).summary()
-        print(f"  without N = {Ns[0]}: a({drop['u_peak']:.3g}) = {drop['a_peak']:.4g} +- {drop['a_err_peak']:.2g}, "
-              f"chi2/dof {drop['global_chi2_dof']:.3g}")
+        alternatives[f"a + b/N without N = {Ns[0]}"] = extrapolate_inverse_N(ens, Ns=Ns[1:])
+        alternatives["a + b/N + c/N^2"] = extrapolate_inverse_N(ens, degree=2)
+    if len(Ns) >= 3:
+        alternatives[f"a + b/N over the two largest N"] = extrapolate_inverse_N(ens, Ns=Ns[-2:])
+    for name, alt in alternatives.items():
+        d = alt.summary()
+        shape[name] = amplitude_ratio(alt.a, alt.a_err, ens.n2_flux[-1], ens.n2_err[-1], points=independent)
+        print(f"  {name}: a({d['u_peak']:.3g}) = {d['a_peak']:.4g} +- {d['a_err_peak']:.2g}, chi2/dof "
+              f"{d['global_chi2_dof']:.3g} (dof {alt.dof} per point)")
+    print(f"  amplitude relative to N = {Ns[-1]} (weighted fit of one profile to the other, u > 0, errors treated as independent): " +
+          ", ".join(f"{k}: {r:.3f} +- {e:.3f}" for k, (r, e) in shape.items()))
     steps = sum(n * R[n] for n in Ns) * round(args.t_end / args.dt)
     print(f"\ntotal wall {total:.1f} s for {steps:.3g} particle-steps ({steps / total:.3g} particle-steps/s overall)")
 
     report = {"args": {k: v for k, v in vars(args).items()}, "total_wall_s": total, "particle_steps": steps,
-              "peaks": ens.peaks(), "fit_summary": summary}
+              "peaks": ens.peaks(), "fit_summary": summary,
+              "amplitude_relative_to_largest_N": {str(k): {"ratio": r, "err": e} for k, (r, e) in shape.items()},
+              "alternative_fits": {k: alt.summary() for k, alt in alternatives.items()}}
     if args.predicted:
         path = Path(args.predicted)
         predicted = np.load(path) if path.suffix == ".npy" else np.asarray(json.loads(path.read_text()), float)

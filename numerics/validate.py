@@ -546,6 +546,8 @@ class InverseNFit:
     flux and its error vanish at every N, e.g. u = 0 of a folded profile, a = 0 with a_err = 0
     and valid False); ``a_cov``: U x U covariance of a across u (None without the per-N
     covariances). ``folded``: the profile is odd and only u > 0 are independent.
+    ``degree``: polynomial degree in 1/N (1 = the a + b/N model), ``coefficients`` (degree + 1, U):
+    a, b, then the higher ones.
     """
 
     u: np.ndarray
@@ -562,6 +564,8 @@ class InverseNFit:
     a_cov: np.ndarray | None = None
     units: str = "t"
     model: str = INVERSE_N_MODEL
+    coefficients: np.ndarray | None = None
+    degree: int = 1
 
     @property
     def chi2_dof(self) -> np.ndarray:
@@ -589,7 +593,7 @@ class InverseNFit:
     def summary(self) -> dict:
         """Intercept profile in numbers: the peak |a| (u, a, error, S/N), the best S/N, global chi^2/dof."""
         use = np.flatnonzero(self.independent & (self.a_err > 0))
-        out = {"Ns": list(self.Ns), "dof_per_point": self.dof, "n_points": int(use.size),
+        out = {"Ns": list(self.Ns), "degree": self.degree, "dof_per_point": self.dof, "n_points": int(use.size),
                "global_chi2_dof": self.global_chi2_dof, "model": self.model, "units": self.units}
         if use.size == 0:
             out.update({"u_peak": None, "a_peak": None, "a_err_peak": None, "snr_peak": None, "max_snr": None})
@@ -611,7 +615,7 @@ class InverseNFit:
             "convention": CONVENTION, "model": self.model, "units": self.units, "Ns": list(self.Ns),
             "folded": self.folded, "u": self.u, "a": self.a, "a_err": self.a_err, "b": self.b, "b_err": self.b_err,
             "cov_ab": self.cov_ab, "chi2": self.chi2, "dof": self.dof, "chi2_dof": self.chi2_dof,
-            "valid": self.valid, "summary": self.summary(),
+            "valid": self.valid, "degree": self.degree, "coefficients": self.coefficients, "summary": self.summary(),
         })
 
 
@@ -628,17 +632,22 @@ def _as_ensemble(result) -> FluxEnsemble:
     return FluxEnsemble.from_measurements(items)
 
 
-def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None) -> InverseNFit:
+def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None, degree: int = 1) -> InverseNFit:
     """Fit N^2 F(u; N) = a(u) + b(u)/N at each u; a(u) is the N -> oo limit the 1/N^2 operator predicts.
 
     result: a :class:`FluxEnsemble` (or a sequence of FluxMeasurement with distinct N on one grid).
     Ns: optional subset of the measured N to fit (e.g. drop the smallest N to test the
         linear-in-1/N assumption).
+    degree: polynomial degree in 1/N (default 1: a + b/N, the model of the module docstring;
+        2 adds c/N^2, a check of the curvature that needs >= 4 values of N to keep a dof).
     Weighted least squares with weights 1/sigma_N^2, sigma_N = N^2 x bootstrap half width;
-    errors of a, b from (X^T W X)^-1 (not rescaled by chi^2/dof); chi^2 per u with
-    dof = len(Ns) - 2. Model and assumptions: module docstring. Needs >= 2 values of N.
+    errors from (X^T W X)^-1 (not rescaled by chi^2/dof); chi^2 per u with
+    dof = len(Ns) - degree - 1. Needs >= degree + 1 (so >= 2) values of N.
     """
     ens = _as_ensemble(result)
+    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 1:
+        raise ValueError(f"degree must be an integer >= 1 (polynomial degree in 1/N), got {degree!r}")
+    degree = int(degree)
     if Ns is not None:
         Ns = _check_Ns(Ns)
         missing = [n for n in Ns if n not in ens.Ns]
@@ -650,43 +659,57 @@ def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None) -> Inverse
     used = tuple(ens.Ns[i] for i in keep)
     if len(used) < 2:
         raise ValueError(f"extrapolate_inverse_N needs at least 2 values of N to fit a + b/N; got Ns = {used}")
-    x = np.array([1.0 / n for n in used])[:, None]  # (K, 1)
+    if len(used) < degree + 1:
+        raise ValueError(f"extrapolate_inverse_N with degree = {degree} needs at least {degree + 1} values of N; "
+                         f"got Ns = {used}")
     y = ens.n2_flux[keep]  # (K, U)
     s = ens.n2_err[keep]
     if not np.all(np.isfinite(y)):
         raise ValueError("the measured fluxes hold non-finite values")
+    K, U = y.shape
+    P = degree + 1
+    X = np.array([1.0 / n for n in used])[:, None] ** np.arange(P)[None, :]  # (K, P): 1, 1/N, 1/N^2, ...
     positive = np.all(s > 0, axis=0) & np.all(np.isfinite(s), axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(positive[None, :], 1.0 / np.where(s > 0, s, 1.0) ** 2, 0.0)
-    S, Sx, Sxx = w.sum(0), (w * x).sum(0), (w * x * x).sum(0)
-    Sy, Sxy = (w * y).sum(0), (w * x * y).sum(0)
-    det = S * Sxx - Sx * Sx
-    ok = positive & (det > 0)
-    safe = np.where(ok, det, 1.0)
-    a = np.where(ok, (Sxx * Sy - Sx * Sxy) / safe, np.nan)
-    b = np.where(ok, (S * Sxy - Sx * Sy) / safe, np.nan)
-    var_a = np.where(ok, Sxx / safe, np.nan)
-    var_b = np.where(ok, S / safe, np.nan)
-    cov_ab = np.where(ok, -Sx / safe, np.nan)
-    resid = y - a[None, :] - b[None, :] * x
-    chi2 = np.where(ok, np.sum(w * resid**2, axis=0), np.nan)
+    coef = np.full((P, U), np.nan)
+    coef_cov = np.full((P, P, U), np.nan)
+    chi2 = np.full(U, np.nan)
+    weights_a = np.zeros((K, U))  # a(u) = sum_N weights_a[N, u] y_N(u)
+    ok = np.zeros(U, dtype=bool)
+    for j in np.flatnonzero(positive):
+        w = 1.0 / s[:, j] ** 2
+        A = X.T @ (w[:, None] * X)
+        try:
+            A_inv = np.linalg.inv(A)
+        except np.linalg.LinAlgError:
+            continue
+        L = A_inv @ (X.T * w[None, :])  # (P, K): coefficients = L @ y
+        coef[:, j] = L @ y[:, j]
+        coef_cov[:, :, j] = A_inv
+        chi2[j] = float(np.sum(w * (y[:, j] - X @ coef[:, j]) ** 2))
+        weights_a[:, j] = L[0]
+        ok[j] = True
+    a, b = coef[0].copy(), coef[1].copy()
+    var_a, var_b, cov_ab = coef_cov[0, 0], coef_cov[1, 1], coef_cov[0, 1]
     # points where flux and error vanish at every N (u = 0 of a folded profile; tails nobody reaches)
     exact_zero = ~ok & np.all(y == 0, axis=0) & np.all(s == 0, axis=0)
     a = np.where(exact_zero, 0.0, a)
     b = np.where(exact_zero, 0.0, b)
     a_err = np.where(exact_zero, 0.0, np.sqrt(var_a))
     b_err = np.where(exact_zero, 0.0, np.sqrt(var_b))
+    coef[:, exact_zero] = 0.0
 
     a_cov = None
     covs = [ens.covariances[i] for i in keep]
     if all(c is not None for c in covs):
-        # a(u) = sum_N c_N(u) y_N(u), c_N = w_N (Sxx - Sx x_N) / det; Cov(a(u), a(u')) = sum_N c c' N^4 Cov_N
-        c = np.where(ok[None, :], w * (Sxx[None, :] - Sx[None, :] * x) / safe[None, :], 0.0)
-        a_cov = np.zeros((y.shape[1], y.shape[1]))
+        # Cov(a(u), a(u')) = sum_N c_N(u) c_N(u') N^4 Cov_N(u, u'), independent N
+        a_cov = np.zeros((U, U))
         for k, n in enumerate(used):
-            a_cov += np.outer(c[k], c[k]) * float(n) ** 4 * np.asarray(covs[k])
-    return InverseNFit(u=ens.u, a=a, a_err=a_err, b=b, b_err=b_err, cov_ab=cov_ab, chi2=chi2, dof=len(used) - 2,
-                       valid=ok, Ns=used, folded=ens.folded, a_cov=a_cov, units=ens.units)
+            a_cov += np.outer(weights_a[k], weights_a[k]) * float(n) ** 4 * np.asarray(covs[k])
+    model = INVERSE_N_MODEL if degree == 1 else INVERSE_N_MODEL.replace(
+        "a(u) + b(u)/N", "a(u) + b(u)/N + " + " + ".join(f"c{p}(u)/N^{p}" for p in range(2, P)))
+    return InverseNFit(u=ens.u, a=a, a_err=a_err, b=b, b_err=b_err, cov_ab=cov_ab, chi2=chi2, dof=K - P,
+                       valid=ok, Ns=used, folded=ens.folded, a_cov=a_cov, units=ens.units, model=model,
+                       coefficients=coef, degree=degree)
 
 
 # ============================================================================ comparison
@@ -966,7 +989,8 @@ def q_scaling(potential, df, Qs, Ns, R, tau_end: float, dtau: float, tau_window,
         1/N intercepts a(w), with one N they are N^2 F at that N (finite-N corrections differ
         between Q, so a single-N ratio mixes them in).
     Ratio to the first Q: :func:`amplitude_ratio` of the profiles over the independent points
-    (errors on both). Collective effects grow as Q -> Q_c and the finite-N corrections depend on
+    (errors on both, assumed independent: the i-th Q uses ``flux_ensemble(seed=derived_seed(seed, i))``,
+    so no two Q share initial conditions). Collective effects grow as Q -> Q_c and the finite-N corrections depend on
     Q, so departures from Q^-4 at low Q or small N are expected, not bugs.
     """
     Qs = tuple(float(q) for q in Qs)
@@ -982,13 +1006,15 @@ def q_scaling(potential, df, Qs, Ns, R, tau_end: float, dtau: float, tau_window,
     if not ustar > 0:
         raise ValueError(f"the potential has no attractive harmonic (U* = {ustar:g}); Q = sigma^2/U* is undefined")
     sigmas, ensembles, fits, profiles = [], [], [], []
-    for q in Qs:
+    for iq, q in enumerate(Qs):
         sigma = math.sqrt(q * ustar)
+        seed_q = derived_seed(seed, iq)  # independent initial conditions per Q (the ratio's error assumes it)
         ens = flux_ensemble(potential, scaled_profile(df, sigma), Ns, R, tau_end / sigma, dtau / sigma,
-                            (tau0 / sigma, tau1 / sigma), backend=backend, seed=seed, kmax=kmax,
+                            (tau0 / sigma, tau1 / sigma), backend=backend, seed=seed_q, kmax=kmax,
                             u_grid=sigma * w_grid, progress=progress, n_snapshots=n_snapshots, n_boot=n_boot)
         ens = ens.rescaled(sigma)
         ens.params["Q"] = q
+        ens.params["q_scaling_seed"] = {"seed": int(seed), "index": iq, "seed_of_flux_ensemble": seed_q}
         fit = extrapolate_inverse_N(ens) if len(Ns) >= 2 else None
         sigmas.append(sigma)
         ensembles.append(ens)

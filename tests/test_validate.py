@@ -97,6 +97,26 @@ def test_extrapolation_subset_and_linear_model_violation_shows_in_chi2():
     assert sub.Ns == (64, 128) and sub.dof == 0
 
 
+def test_quadratic_in_inverse_N_recovers_curved_truth():
+    ms = []
+    for n in NS:  # N^2 F = a + b/N + c/N^2 with a large c, tiny noise
+        y = truth_a(U) + truth_b(U) / n + 40.0 * truth_a(U) / n**2
+        F, hw = y / n**2, 1e-7 / n**2
+        ms.append(FluxMeasurement(u=U, flux=F, lower=F - hw, upper=F + hw, window=(0.0, 1.0), n_realisations=100,
+                                  N=n, folded=False, fit_points=10))
+    lin = extrapolate_inverse_N(ms)
+    quad = extrapolate_inverse_N(ms, degree=2)
+    assert lin.global_chi2_dof > 100 and quad.global_chi2_dof < 1e-6
+    assert quad.degree == 2 and quad.dof == 1 and quad.coefficients.shape == (3, U.size)
+    np.testing.assert_allclose(quad.a, truth_a(U), atol=1e-8)
+    np.testing.assert_allclose(quad.coefficients[2], 40.0 * truth_a(U), atol=1e-4)
+    assert "c2(u)/N^2" in quad.model
+    with pytest.raises(ValueError, match="degree = 3 needs at least 4 values of N"):
+        extrapolate_inverse_N(ms, Ns=(16, 32, 64), degree=3)
+    with pytest.raises(ValueError, match="degree must be an integer >= 1"):
+        extrapolate_inverse_N(ms, degree=0)
+
+
 def test_covariance_propagates_to_intercept():
     ens = synthetic(covariances=True)
     fit = extrapolate_inverse_N(ens)
