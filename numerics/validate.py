@@ -76,6 +76,16 @@ __all__ = [
 CONVENTION = ("flux F(u) = -d/dt fraction(v < u) (continuity convention, positive = particles move up in v); "
               "M = 1, mu = 1/N; values are N^2 F, the quantity the 1/N^2 operator predicts independently of N")
 
+#: fewest realisations with a non-zero flux slope at a point for its bootstrap error (and covariance) to be
+#: trusted: in the far tails only a handful of realisations see a particle cross u, the statistics are
+#: far from Gaussian and a covariance over such points is nearly singular. With R < 2 MIN_SUPPORT
+#: realisations the threshold is R // 2 (:func:`_support_threshold`).
+MIN_SUPPORT = 30
+
+
+def _support_threshold(R: int) -> int:
+    return max(2, min(MIN_SUPPORT, int(R) // 2))
+
 INVERSE_N_MODEL = ("N^2 F(u; N) = a(u) + b(u)/N, weighted least squares over N at each u "
                    "(weights 1/sigma^2, sigma = N^2 x bootstrap half width); a(u) = N -> oo intercept")
 
@@ -235,8 +245,10 @@ class FluxEnsemble:
     error of any realisation at any snapshot), ``covariances`` (U x U covariance of the mean
     flux F across u, folded like the flux; None when not known), ``even_chi2_dof`` (chi^2/dof of
     the even part (F(u) + F(-u))/2 of the *unfolded* flux against 0 over u > 0, with the
-    covariance across u when R is large enough: ~1 when the measured flux is odd, as it must be
-    for an even df; NaN when not measured).
+    covariance across u when R is large enough, over the u > 0 with support >= MIN_SUPPORT: ~1
+    when the measured flux is odd, as it must be for an even df; NaN when not measured),
+    ``supports`` ((U,) per N: how many realisations have a non-zero flux slope at each u; points
+    below min(:data:`MIN_SUPPORT`, R // 2) are left out of the fits and chi^2; None when not known).
     ``params``: the set-up (potential, df, t_end, dt, window, backend, ...), JSON-able.
     ``units``: "t" (the run's time) or "tau" (tau = sigma t, velocities in units of sigma; see
     :meth:`rescaled`).
@@ -252,6 +264,7 @@ class FluxEnsemble:
     energy_errors: tuple[float, ...] = ()
     covariances: tuple[np.ndarray | None, ...] = ()
     even_chi2_dof: tuple[float, ...] = ()
+    supports: tuple[np.ndarray | None, ...] = ()
     params: dict = field(default_factory=dict)
     units: str = "t"
 
@@ -262,7 +275,8 @@ class FluxEnsemble:
         nan = (float("nan"),) * K
         for name, default in (("Rs", tuple(m.n_realisations for m in self.measurements)), ("seeds", (None,) * K),
                               ("wall_times", nan), ("run_times", nan), ("particle_steps_per_s", nan),
-                              ("energy_errors", nan), ("covariances", (None,) * K), ("even_chi2_dof", nan)):
+                              ("energy_errors", nan), ("covariances", (None,) * K), ("even_chi2_dof", nan),
+                              ("supports", (None,) * K)):
             value = tuple(getattr(self, name)) or default
             if len(value) != K:
                 raise ValueError(f"{name} has {len(value)} entries, Ns has {K}")
@@ -339,6 +353,13 @@ class FluxEnsemble:
         """N^2 x half width of the 16%-84% bootstrap band (one sigma), shape (len(Ns), U)."""
         return 0.5 * (self.n2_upper - self.n2_lower)
 
+    @property
+    def supported(self) -> np.ndarray:
+        """(len(Ns), U) bool: at least min(MIN_SUPPORT, R // 2) realisations have a non-zero slope
+        there (all True where the support is not known)."""
+        return np.array([np.ones(self.u.size, dtype=bool) if sup is None else np.asarray(sup) >= _support_threshold(R)
+                         for sup, R in zip(self.supports, self.Rs)])
+
     def measurement(self, N: int) -> FluxMeasurement:
         if N not in self.Ns:
             raise ValueError(f"N = {N!r} was not measured; Ns = {self.Ns}")
@@ -388,6 +409,8 @@ class FluxEnsemble:
             }
             if include_covariances and self.covariances[i] is not None:
                 entry["covariance"] = np.asarray(self.covariances[i])
+            if self.supports[i] is not None:
+                entry["support"] = np.asarray(self.supports[i])
             per_n.append(entry)
         return _jsonable({
             "convention": CONVENTION, "units": self.units, "Ns": list(self.Ns), "u": self.u,
@@ -417,17 +440,21 @@ class FluxEnsemble:
             energy_errors=[nan_or(e.get("max_relative_energy_error")) for e in per_n],
             covariances=[None if e.get("covariance") is None else _floats(e["covariance"]) for e in per_n],
             even_chi2_dof=[nan_or(e.get("even_part_chi2_dof")) for e in per_n],
+            supports=[None if e.get("support") is None else np.asarray(e["support"], dtype=int) for e in per_n],
             params=data.get("params", {}), units=data.get("units", "t"))
 
 
-def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float]:
-    """Covariance across u of the (folded) mean flux, and chi^2/dof of the even part against 0.
+def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float, np.ndarray]:
+    """Covariance across u of the (folded) mean flux, chi^2/dof of the even part against 0, support.
 
     From the per-realisation slopes s_r(u) (the mean flux is their average): cov = Cov_r(s) / R.
     The even part e_r(u) = (s_r(u) + s_r(-u))/2 must average to 0 when the df is even; its
     chi^2/dof over the u > 0 with a non-zero spread uses the covariance of the mean across u
     (neighbouring u are strongly correlated) when it is invertible, else the diagonal (then only
-    its mean is 1, its spread is wider than a chi^2 law's).
+    its mean is 1, its spread is wider than a chi^2 law's). Only points where >= MIN_SUPPORT
+    (or R // 2 when R is small)
+    realisations have a non-zero even part enter. Support: per u, the number of realisations
+    whose (folded) slope is non-zero.
     """
     slopes, _ = flux_slopes(run.times, run.cumulative, window)
     R = slopes.shape[0]
@@ -437,7 +464,7 @@ def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float]:
         even = 0.5 * (slopes + slopes[:, ::-1])
         mean = even.mean(axis=0)
         se = even.std(axis=0, ddof=1) / math.sqrt(R)
-        use = (u > 0) & (se > 0)
+        use = (u > 0) & (se > 0) & (np.count_nonzero(even, axis=0) >= _support_threshold(R))
         if np.any(use):
             n_use = int(np.count_nonzero(use))
             value = None
@@ -447,7 +474,7 @@ def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float]:
     if folded:
         slopes = 0.5 * (slopes - slopes[:, ::-1])
     cov = np.cov(slopes, rowvar=False, ddof=1) / R
-    return np.atleast_2d(cov), even_chi2
+    return np.atleast_2d(cov), even_chi2, np.count_nonzero(slopes, axis=0)
 
 
 def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, backend: str = "jax", seed: int = 0,
@@ -491,7 +518,7 @@ def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, back
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
 
-    measurements, seeds, walls, runs, rates, energy, covs, even = [], [], [], [], [], [], [], []
+    measurements, seeds, walls, runs, rates, energy, covs, even, supports = [], [], [], [], [], [], [], [], []
     for N in Ns:
         seed_N = derived_seed(seed, N)
         start = time.perf_counter()
@@ -502,7 +529,7 @@ def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, back
         if save_dir is not None:
             run.save(save_dir / f"run_N{N}.npz")
         m = measure_flux(run, window, fold=fold, n_boot=n_boot, seed=seed_N)
-        cov, even_chi2 = _slope_statistics(run, window, m.folded)
+        cov, even_chi2, support = _slope_statistics(run, window, m.folded)
         n_steps = int(run.params["n_steps"])
         rate = N * Rs[N] * n_steps / run.wall_time if run.wall_time > 0 else float("nan")
         err = float(np.nanmax(run.relative_energy_error))
@@ -514,6 +541,7 @@ def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, back
         energy.append(err)
         covs.append(cov)
         even.append(even_chi2)
+        supports.append(support)
         if progress:
             y, e = N * N * m.flux, N * N * m.stderr
             idx = np.flatnonzero(_independent(u_grid, m.folded))
@@ -532,7 +560,8 @@ def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, back
     }
     return FluxEnsemble.from_measurements(
         measurements, Rs=[Rs[n] for n in Ns], seeds=seeds, wall_times=walls, run_times=runs,
-        particle_steps_per_s=rates, energy_errors=energy, covariances=covs, even_chi2_dof=even, params=params)
+        particle_steps_per_s=rates, energy_errors=energy, covariances=covs, even_chi2_dof=even, supports=supports,
+        params=params)
 
 
 # ============================================================================ 1/N extrapolation
@@ -542,7 +571,8 @@ class InverseNFit:
 
     ``a``, ``a_err``: the N -> oo intercept of N^2 F and its 1-sigma error; ``b``, ``b_err``:
     the 1/N slope; ``cov_ab``: their covariance; ``chi2`` per u with ``dof`` = len(Ns) - 2;
-    ``valid``: points where the fit is defined (every N has a non-zero error there; where the
+    ``valid``: points where the fit is defined (every N has a non-zero error there, from at
+    least :data:`MIN_SUPPORT` realisations when the support is known; where the
     flux and its error vanish at every N, e.g. u = 0 of a folded profile, a = 0 with a_err = 0
     and valid False); ``a_cov``: U x U covariance of a across u (None without the per-N
     covariances). ``folded``: the profile is odd and only u > 0 are independent.
@@ -666,10 +696,11 @@ def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None, degree: in
     s = ens.n2_err[keep]
     if not np.all(np.isfinite(y)):
         raise ValueError("the measured fluxes hold non-finite values")
+    supported = np.all(ens.supported[keep], axis=0)
     K, U = y.shape
     P = degree + 1
     X = np.array([1.0 / n for n in used])[:, None] ** np.arange(P)[None, :]  # (K, P): 1, 1/N, 1/N^2, ...
-    positive = np.all(s > 0, axis=0) & np.all(np.isfinite(s), axis=0)
+    positive = np.all(s > 0, axis=0) & np.all(np.isfinite(s), axis=0) & supported
     coef = np.full((P, U), np.nan)
     coef_cov = np.full((P, P, U), np.nan)
     chi2 = np.full(U, np.nan)
@@ -787,7 +818,8 @@ def _measured_profile(measured, N):
             raise ValueError(f"measured is an ensemble of {len(measured.Ns)} values of N {measured.Ns}: pass "
                              "extrapolate_inverse_N(result) or result.measurement(N)")
         n = measured.Ns[0]
-        return (measured.u, measured.n2_flux[0], measured.n2_err[0], measured.folded,
+        err = np.where(measured.supported[0], measured.n2_err[0], np.nan)  # too few realisations: not compared
+        return (measured.u, measured.n2_flux[0], err, measured.folded,
                 None if measured.covariances[0] is None else n**4 * np.asarray(measured.covariances[0]),
                 f"N = {n}", measured.units)
     if isinstance(measured, FluxMeasurement):

@@ -125,6 +125,20 @@ def test_covariance_propagates_to_intercept():
     assert c.chi2_cov == pytest.approx(c.chi2, rel=1e-8)
 
 
+def test_points_seen_by_few_realisations_are_left_out():
+    ens = synthetic(seed=6)
+    support = np.full(U.size, 100)
+    support[-5:] = 3  # the far tail: 3 of 100 realisations saw a crossing
+    thin = FluxEnsemble.from_measurements(ens.measurements, Rs=[100] * 4, supports=[support] * 4)
+    assert not thin.supported[:, -5:].any() and thin.supported[:, :-5].all()
+    fit = extrapolate_inverse_N(thin)
+    assert not fit.valid[-5:].any() and np.all(np.isnan(fit.a[-5:])) and fit.valid[:-5].all()
+    c = compare(truth_a(U), fit)
+    assert c.dof == U.size - 5
+    single = FluxEnsemble.from_measurements([thin.measurements[0]], Rs=[100], supports=[support])
+    assert compare(truth_a(U), single).dof == U.size - 5
+
+
 def test_folded_profile_uses_independent_points_only():
     ens = synthetic(folded=True, a=truth_a, b=truth_b)
     fit = extrapolate_inverse_N(ens)
@@ -251,6 +265,7 @@ def test_tiny_real_ensemble_shapes_seeds_and_json(tiny, tmp_path):
     assert ens.n2_flux.shape == ens.n2_err.shape == (2, 21)
     assert ens.folded and np.allclose(ens.n2_flux, -ens.n2_flux[:, ::-1])
     assert all(c.shape == (21, 21) for c in ens.covariances)
+    assert all(sup.shape == (21,) and sup.max() <= 16 for sup in ens.supports)
     assert all(t > 0 for t in ens.wall_times) and all(r > 0 for r in ens.particle_steps_per_s)
     assert all(e < 1e-3 for e in ens.energy_errors) and all(np.isfinite(ens.even_chi2_dof))
     np.testing.assert_allclose(np.sqrt(np.diag(ens.covariances[1])) * 256, ens.n2_err[1], rtol=0.5, atol=1e-12)
@@ -258,6 +273,7 @@ def test_tiny_real_ensemble_shapes_seeds_and_json(tiny, tmp_path):
     back = FluxEnsemble.from_dict(data)
     np.testing.assert_allclose(back.n2_flux, ens.n2_flux)
     np.testing.assert_allclose(back.covariances[0], ens.covariances[0])
+    np.testing.assert_array_equal(back.supports[1], ens.supports[1])
     fit = extrapolate_inverse_N(ens)
     assert isinstance(fit, InverseNFit) and fit.a.shape == (21,) and fit.dof == 0
     write_json(fit, tmp_path / "fit.json")
