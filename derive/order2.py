@@ -96,3 +96,111 @@ def resonance_census(terms) -> dict[tuple, int]:
                                for x in deltas))
             counts[key] += 1
     return dict(counts)
+
+
+# ---------------------------------------------------------------------------------------
+# finite potentials: specialised sums, definite-side resonances, and the pinch cancellation
+
+def specialise(terms, harmonics: dict) -> "sp.Expr":
+    """Sum the flux terms over the finitely many wavevectors a finite potential allows.
+
+    ``harmonics`` maps k >= 1 to U_k (numbers or symbols); U_{-k} = U_k, other U vanish. The
+    integrated velocities are renamed v2, v3. Returns one expression: the integrand of
+    J(v1) = int dv2 dv3 (...).
+    """
+    import itertools
+
+    import sympy as sp
+
+    from derive.symbols import U
+
+    kmax = max(harmonics)
+    values = [q for q in range(-2 * kmax, 2 * kmax + 1) if q != 0]
+    table = {int(k): sp.sympify(u) for k, u in harmonics.items()}
+    total = sp.Integer(0)
+    for term in terms:
+        rename = {}
+        for n, vel in enumerate(term.integrals):
+            rename[vel] = sp.Symbol(f"v{n + 2}", real=True)
+        body = term.body.xreplace(rename)
+        for vals in itertools.product(values, repeat=len(term.sums)):
+            b = body.subs(dict(zip(term.sums, vals)))
+            b = b.replace(U, lambda *a: table.get(abs(int(a[0])), sp.Integer(0)))
+            if b != 0:
+                total += b
+    return sp.expand(total)
+
+
+def sign_normalise(expr):
+    """Resonance(c y, n) -> |c|^-n Resonance(y, n) for c > 0 and |c|^-n (-1)^n ResonancePlus(y, n)
+    for c < 0, with y the primitive integer combination of velocities with positive leading
+    coefficient: every resonance then sits on a definite side of a canonical argument."""
+    import sympy as sp
+
+    from derive.symbols import Resonance, ResonancePlus
+
+    def rep(arg, n):
+        arg = sp.expand(arg)
+        syms = sorted(arg.free_symbols, key=lambda s: s.name)
+        coeffs = [arg.coeff(s) for s in syms if arg.coeff(s) != 0]
+        if not all(c.is_Integer for c in coeffs):
+            raise ValueError(f"sign_normalise needs integer coefficients (specialise first): {arg}")
+        g = sp.gcd_list([abs(c) for c in coeffs])
+        y = sp.expand(arg / g)
+        lead = y.coeff(syms[0]) if y.coeff(syms[0]) != 0 else next(y.coeff(s) for s in syms if y.coeff(s) != 0)
+        if lead > 0:
+            return g ** (-n) * Resonance(y, n)
+        return g ** (-n) * (-1) ** n * ResonancePlus(-y, n)
+
+    return sp.expand(expr.replace(Resonance, rep))
+
+
+def pinch_split(expr):
+    """(pinched, clean): monomials holding Resonance(y, .) and ResonancePlus(y, .) at the same y
+    (products that are not distributions), and the rest; same-side powers are merged."""
+    import collections
+
+    import sympy as sp
+
+    from derive.symbols import Resonance, ResonancePlus
+
+    pinched, clean = [], []
+    for mono in sp.Add.make_args(sp.expand(expr)):
+        orders = collections.defaultdict(int)
+        rest = []
+        for f in sp.Mul.make_args(mono):
+            base, e = f.as_base_exp()
+            if isinstance(base, (Resonance, ResonancePlus)) and e.is_Integer and e > 0:
+                orders[(type(base), base.args[0])] += int(base.args[1]) * int(e)
+            else:
+                rest.append(f)
+        merged = sp.Mul(*rest, *[cls(y, n) for (cls, y), n in orders.items()])
+        minus = {y for cls, y in orders if cls is Resonance}
+        plus = {y for cls, y in orders if cls is ResonancePlus}
+        (pinched if minus & plus else clean).append(merged)
+    return sp.expand(sp.Add(*pinched)), sp.expand(sp.Add(*clean))
+
+
+def pinch_free_flux(harmonics: dict, derivation=None, progress=None):
+    """For a finite potential: the long-time flux summed over its wavevectors, with every
+    resonance on a definite side, and the evidence that the pinched products cancel exactly.
+
+    Returns (clean_integrand, evidence) where J(v1) = int dv2 dv3 clean_integrand is a
+    well-defined distribution (products of boundary values at independent or same-side
+    arguments) and evidence is the summed pinched part (0 when the cancellation holds).
+    """
+    from derive.operator import Evidence
+
+    d = derivation if derivation is not None else long_time_flux(progress=progress)
+    flux = d["flux"].output
+    special = d.run("specialise", f"wavevector sums specialised to U = {harmonics}",
+                    lambda: specialise(flux, harmonics), lambda e: len(e.args) if e.is_Add else 1, None, progress)
+    normal = d.run("sign_normalise", "every resonance on a definite side of a primitive argument",
+                   lambda: sign_normalise(special), lambda e: len(e.args) if e.is_Add else 1, None, progress)
+    pinched, clean = d.run("pinch_split", "pinched products separated from well-defined ones",
+                           lambda: pinch_split(normal), lambda pc: len(pc[1].args) if pc[1].is_Add else 1,
+                           None, progress)
+    evidence = Evidence("pinch_cancellation", pinched == 0,
+                        "the products of opposite-side resonances at one argument sum to "
+                        + ("exactly 0" if pinched == 0 else "a non-zero remainder"), [pinched])
+    return clean, evidence

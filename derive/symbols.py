@@ -88,6 +88,26 @@ class Resonance(sp.Function):
         return r"\frac{1}{%s}" % base if n == 1 else r"\frac{1}{%s^{%s}}" % (base, printer._print(n))
 
 
+class ResonancePlus(sp.Function):
+    """The distribution 1/(x + i0)^n (boundary value from the other half-plane):
+    Resonance(-x, n) = (-1)^n ResonancePlus(x, n). A product of Resonance(y, .) and
+    ResonancePlus(y, .) at the same argument is a pinch (not a distribution)."""
+
+    is_commutative = True
+
+    @classmethod
+    def eval(cls, x, n):
+        if not (n.is_Integer and n >= 1):
+            raise ValueError(f"ResonancePlus order n must be an integer >= 1, got {n}")
+        return None
+
+    def fdiff(self, argindex=1):
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        x, n = self.args
+        return -n * ResonancePlus(x, n + 1)
+
+
 class PrincipalValue(sp.Function):
     """The distribution P(1/x^n) (Cauchy principal value for n = 1, Hadamard finite part above)."""
 
@@ -147,4 +167,4 @@ def split_resonance(expr: sp.Expr) -> sp.Expr:
 
 
 #: names the JSON (de)serialiser may rebuild besides SymPy's own classes
-CUSTOM_CLASSES = {"U": U, "Resonance": Resonance, "PrincipalValue": PrincipalValue}
+CUSTOM_CLASSES = {"U": U, "Resonance": Resonance, "ResonancePlus": ResonancePlus, "PrincipalValue": PrincipalValue}

@@ -75,3 +75,30 @@ def evaluate_flux(terms, dF, couplings: dict, v1_grid, v_grid, eps):
                 vals = np.trapezoid(vals, v_grid, axis=-1)
             total += vals
     return total
+
+
+def evaluate_integrand_2d(expr, dF, v1s, eps, *, L=6.0, h=None):
+    """J(v1) = int dv2 dv3 expr for a specialised order-2 integrand (Resonance ->
+    (y - i eps)^-n, ResonancePlus -> (y + i eps)^-n; F and its derivatives from ``dF``),
+    trapezoidal rule on [-L, L]^2 with spacing h (default eps/5)."""
+    from derive.symbols import ResonancePlus
+
+    eps_sym = sp.Symbol("eps", positive=True)
+    e = expr.subs(mu, 1)
+    body, table = _placeholders(e)
+    body = body.replace(Resonance, lambda y, n: (y - sp.I * eps_sym) ** (-n))
+    body = body.replace(ResonancePlus, lambda y, n: (y + sp.I * eps_sym) ** (-n))
+    names = sorted(table, key=lambda s: s.name)
+    vs = [sp.Symbol(f"v{n}", real=True) for n in (1, 2, 3)]
+    fn = sp.lambdify(vs + [eps_sym] + names, body, "numpy", cse=True)
+    h = h or eps / 5
+    g = np.arange(-L, L + h / 2, h)
+    V2, V3 = np.meshgrid(g, g, indexing="ij")
+    out = []
+    for x in v1s:
+        V1 = np.full_like(V2, x)
+        grids = {"v1": V1, "v2": V2, "v3": V3}
+        vals = [dF(table[s][1], grids[table[s][0].name]) for s in names]
+        w = fn(V1, V2, V3, eps, *vals) * np.ones_like(V2)
+        out.append(np.trapezoid(np.trapezoid(w, g, axis=1), g))
+    return np.array(out)
