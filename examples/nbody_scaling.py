@@ -8,7 +8,7 @@ FILE`` (a JSON list or .npy array of the predicted N^2 F on the printed u grid, 
 convention, M = 1, time in the potential's units) it also prints :func:`numerics.validate.compare`
 against the intercept and against each N.
 
-Defaults are sized for 2 CPU cores and the JAX backend (about 5 minutes); ``--quick`` is a
+Defaults are sized for 2 CPU cores and the JAX backend (100-190 s measured, depending on load); ``--quick`` is a
 smoke run of well under a minute whose numbers are noise-dominated.
 
     python examples/nbody_scaling.py --quick
