@@ -203,7 +203,7 @@ def test_jax_half_pair_sums_match_numpy(monkeypatch, R, N, tile):
     import numerics.nbody.forces_jax as forces_jax
 
     monkeypatch.setattr(forces_jax, "HALF_PAIR_TILE", tile)
-    monkeypatch.setattr(forces_jax, "HALF_PAIR_BLOCK", 2 * N * tile)  # two realisations per chunk
+    monkeypatch.setattr(forces_jax, "HALF_PAIR_BLOCK", 2 * -(-N // tile) * tile * tile)  # 2 realisations per chunk
     forces_jax._compiled.cache_clear()
     try:
         theta, v = initial_conditions(Gaussian(1.0), N, R, seed=2)
