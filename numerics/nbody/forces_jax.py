@@ -153,9 +153,9 @@ def pair_sum(features, pair_term, *, exclude_self: bool = False):
 def half_pair_tile(N: int) -> int:
     """Tile of :func:`antisymmetric_pair_sum`: :data:`HALF_PAIR_TILE` if set, else 16 below N = 512, 32 above.
 
-    Measured on 2 cores (Zen 4): 32 is 10-20% faster than 16 from N = 1024 on, 16 is faster
-    (and wastes less padding) below 512; 64 is slower everywhere. Reductions of up to 32 terms
-    stay fused (see :data:`SOURCE_TILE`).
+    Measured on 2 cores (Zen 4, ring model, float64): 32 is 15-20% faster than 16 at N = 1024
+    and 2048, the same at N = 256, slower below (N = 128: 15%; N = 200: 30%, more padding);
+    64 is never faster. Reductions of up to 32 terms stay fused (see :data:`SOURCE_TILE`).
     """
     if HALF_PAIR_TILE is not None:
         return int(HALF_PAIR_TILE)

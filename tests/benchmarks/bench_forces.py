@@ -15,10 +15,19 @@ Timings are the best of several repeats (other processes on a shared machine onl
 down; the load average is printed before and after). NumPy runs on one core; XLA spreads the
 JAX loops over all free cores, so on a loaded machine the JAX figures drop the most. Also usable with pytest-benchmark: ``python -m pytest tests/benchmarks/bench_forces.py
 --benchmark-enable -p no:cacheprovider`` (file name bench_*.py: not collected by the default run).
+
+glibc malloc: the NumPy direct sums allocate temporaries of about 2 MiB per block. glibc serves
+blocks above its mmap threshold (128 KiB at start) by mmap, paying page faults on every use,
+until a larger block has been freed, which raises the threshold for the rest of the process.
+So NumPy's speed at N >= 256 depended on what ran before it in the same process (measured:
+1.1e8 pairs/s in a fresh process, 2.0e8 after the former JAX backend had freed its 8 MiB pair
+buffers, 1.1e8 after the current one). :func:`pin_malloc` fixes the thresholds at start, so
+NumPy is always measured at its faster, steady speed (the conservative choice for the ratio).
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import sys
 import time
@@ -33,6 +42,16 @@ from numerics.nbody import build_system, initial_conditions  # noqa: E402
 
 DIRECT_SIZES = [(1024, 16), (64, 128), (16, 256), (4, 1024)]  # (R, N)
 HARMONIC_SIZES = [(2000, 64, 1), (256, 128, 16), (64, 1024, 32), (16, 256, 100)]  # (R, N, K)
+
+
+def pin_malloc() -> bool:
+    """Fix glibc's mmap (64 MiB) and trim (128 MiB) thresholds (module docstring); False if not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 26)) and bool(libc.mallopt(m_trim_threshold, 1 << 27))
+    except (OSError, AttributeError):
+        return False
 
 
 def backends() -> list[str]:
@@ -93,10 +112,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes")
     args = parser.parse_args(argv)
+    pinned = pin_malloc()
     import jax
 
     print(f"# {os.cpu_count()} CPU cores; numpy {np.__version__}; jax {jax.__version__} "
           f"({jax.default_backend()}); cupy: {cupy_usable()[1]}")
+    print(f"# glibc malloc thresholds pinned (see docstring): {'yes' if pinned else 'no'}")
     print(f"# load average before: {os.getloadavg()[0]:.2f}")
     names = backends()
     for kind, sizes, unit in (("direct", DIRECT_SIZES, "pair interactions/s (ring model, R N^2)"),
@@ -128,11 +149,13 @@ if pytest is not None:
 
     @pytest.mark.parametrize("backend", backends())
     def test_bench_ring_direct_force(benchmark, backend):
+        pin_malloc()
         system, theta, _ = system_and_state(RingModel(0.1), 16, 256, backend)
         benchmark(lambda: _sync(system.accel(theta)))
 
     @pytest.mark.parametrize("backend", backends())
     def test_bench_harmonic_force(benchmark, backend):
+        pin_malloc()
         system, theta, _ = system_and_state(RingModel(0.5), 64, 1024, backend, kmax=32)
         benchmark(lambda: _sync(system.accel(theta)))
 
