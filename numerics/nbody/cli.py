@@ -131,7 +131,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--snapshots", type=int, default=101, help="number of snapshots, t = 0 and t_end included")
     p.add_argument("--max-energy-error", dest="max_energy_error", type=_optional_float, default=1e-3,
-                   help="stop when |E(t)-E(0)|/|E(0)| exceeds this ('none' disables; default 1e-3)")
+                   help="stop when |E(t)-E(0)| / max(|E(0)|, K(0)+|W(0)|) exceeds this ('none' disables; default 1e-3)")
     p.add_argument("--out", required=True, help="run file to write (.npz)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (.npz), rewritten periodically")
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=float, default=60.0,
