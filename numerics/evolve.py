@@ -68,6 +68,8 @@ from typing import Callable
 
 import numpy as np
 
+from numerics._json import json_default
+
 __all__ = [
     "VelocityGrid",
     "EvolutionResult",
@@ -390,7 +392,7 @@ class EvolutionResult:
             "v_edges": np.asarray(self.grid.edges),
             "t": self.t, "dt": self.dt, "mass": self.mass, "momentum": self.momentum,
             "energy": self.energy, "entropy": self.entropy, "t_out": self.t_out, "phi_out": self.phi_out,
-            "info_json": np.array(json.dumps(self.info, sort_keys=True, default=_json_default)),
+            "info_json": np.array(json.dumps(self.info, sort_keys=True, default=json_default)),
         }
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)
@@ -462,12 +464,6 @@ def _colour_ramp(n: int):
     return [cmap(x) for x in np.linspace(0.0, 0.9, max(n, 1))]
 
 
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 _COLLAPSE_HINTS = {

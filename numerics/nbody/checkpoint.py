@@ -22,22 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from numerics._json import json_default
+
 RESULT_FORMAT = "bbgky-nbody-result-1"
 CHECKPOINT_FORMAT = "bbgky-nbody-checkpoint-1"
 
 
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def params_to_json(params: dict) -> str:
-    return json.dumps(params, sort_keys=True, default=_json_default)
+    return json.dumps(params, sort_keys=True, default=json_default)
 
 
 def write_npz_atomic(path, arrays: dict) -> Path:

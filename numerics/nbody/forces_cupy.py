@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numerics.nbody.integrators import SplittingMethod, step_inplace
+from numerics.nbody.integrators import SplittingMethod, SteppedSystem, step_inplace
 
 #: threads per block (= tile length); a power of two, required by the block reduction
 BLOCK = 128
@@ -240,7 +240,7 @@ def _module(cupy, dtype: str):
     return _MODULES[dtype]
 
 
-class CupySystem:
+class CupySystem(SteppedSystem):
     """GPU backend. Same interface as :class:`numerics.nbody.system.NumpySystem`."""
 
     backend = "cupy"
@@ -254,13 +254,7 @@ class CupySystem:
             raise ValueError(f"backend='cupy' computes the direct force for RingModel only, not "
                              f"{type(fm.potential).__name__}; use the harmonic sums (give kmax, or "
                              "force='harmonic' for a finite Fourier potential)")
-        self.force_model = fm
-        self.N = int(N)
-        self.mu = 1.0 / self.N
-        self.dt = float(dt)
-        self.method = method
-        self.dtype = np.dtype(dtype)
-        self.drifts_dt, self.kicks_dt = method.scaled(self.dt)
+        self._init_steps(fm, N, dt, method, dtype)
         self._real = self.dtype.type
         module = _module(self.cp, self.dtype.name)
         ctype = _CTYPES[self.dtype.name]

@@ -34,7 +34,7 @@ import functools
 import numpy as np
 
 from numerics.backends import jax_module
-from numerics.nbody.integrators import SplittingMethod, step
+from numerics.nbody.integrators import SplittingMethod, SteppedSystem, step
 
 
 # fdlibm (k_sin.c, k_cos.c) minimax coefficients on [-pi/4, pi/4]
@@ -411,19 +411,14 @@ def _compiled(force_model, N: int, dt: float, method: SplittingMethod, dtype: st
     return jax.jit(accel), jax.jit(advance), jax.jit(diagnostics)
 
 
-class JaxSystem:
+class JaxSystem(SteppedSystem):
     """JAX backend (CPU or GPU, whichever ``jax.default_backend()`` is)."""
 
     backend = "jax"
 
     def __init__(self, force_model, N: int, dt: float, method: SplittingMethod, dtype: str = "float64"):
         self.jax = jax_module()
-        self.force_model = force_model
-        self.N = int(N)
-        self.mu = 1.0 / self.N
-        self.dt = float(dt)
-        self.method = method
-        self.dtype = np.dtype(dtype)
+        self._init_steps(force_model, N, dt, method, dtype)
         self._accel, self._advance, self._diagnostics = _compiled(force_model, self.N, self.dt, method,
                                                                   self.dtype.name)
 

@@ -61,6 +61,22 @@ METHODS: dict[str, SplittingMethod] = {
 }
 
 
+class SteppedSystem:
+    """Bookkeeping shared by every backend's system: particle count, mass per particle
+    mu = 1/N, time step, splitting method with its scaled drift/kick steps, and dtype."""
+
+    def _init_steps(self, force_model, N: int, dt: float, method: SplittingMethod, dtype: str) -> None:
+        import numpy as np
+
+        self.force_model = force_model
+        self.N = int(N)
+        self.mu = 1.0 / self.N
+        self.dt = float(dt)
+        self.method = method
+        self.dtype = np.dtype(dtype)
+        self.drifts_dt, self.kicks_dt = method.scaled(self.dt)
+
+
 def get_method(name: str) -> SplittingMethod:
     """The splitting method called ``name``; ValueError listing the valid names otherwise."""
     try:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from numerics._json import json_default
+
 __all__ = ["FluxMeasurement", "measure_flux", "write_measurement", "flux_slopes"]
 
 #: names of distributions that are even by construction (zero mean)
@@ -220,14 +222,6 @@ def measure_flux(result, window, *, fold: bool | None = None, n_boot: int = 1000
 
 
 # --------------------------------------------------------------------------------------------
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def default_output_paths(result_path) -> tuple[Path, Path]:
@@ -278,6 +272,6 @@ def write_measurement(result_path, window, json_path=None, png_path=None, *, fol
     payload["params"] = getattr(result, "params", None)
     payload["result_path"] = str(result_path)
     with open(json_path, "w") as fh:
-        json.dump(payload, fh, indent=1, default=_json_default)
+        json.dump(payload, fh, indent=1, default=json_default)
     plot_measurement(measurement, png_path)
     return measurement

@@ -29,7 +29,7 @@ import numpy as np
 
 from numerics.models.potentials import Potential, RingModel
 from numerics.nbody import forces_numpy
-from numerics.nbody.integrators import SplittingMethod, get_method, step_inplace
+from numerics.nbody.integrators import SplittingMethod, SteppedSystem, get_method, step_inplace
 
 FORCE_KINDS = ("direct", "harmonic")
 DTYPES = ("float64", "float32")
@@ -156,19 +156,13 @@ def resolve_force_model(potential: Potential, kmax=None, force: str | None = Non
 
 
 # -------------------------------------------------------------------------------------- NumPy
-class NumpySystem:
+class NumpySystem(SteppedSystem):
     """Reference backend: NumPy, one realisation chunk at a time for the direct sums."""
 
     backend = "numpy"
 
     def __init__(self, force_model: ForceModel, N: int, dt: float, method: SplittingMethod, dtype: str = "float64"):
-        self.force_model = force_model
-        self.N = int(N)
-        self.mu = 1.0 / self.N
-        self.dt = float(dt)
-        self.method = method
-        self.dtype = np.dtype(dtype)
-        self.drifts_dt, self.kicks_dt = method.scaled(self.dt)
+        self._init_steps(force_model, N, dt, method, dtype)
         fm = force_model
         if fm.kind == "harmonic":
             self._ks = np.asarray(fm.ks, dtype=self.dtype)
