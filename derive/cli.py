@@ -8,9 +8,10 @@ import time
 def register(subparsers) -> None:
     p = subparsers.add_parser("derive", help="derive a kinetic equation from the BBGKY hierarchy",
                               description="Derive the collision operator at order mu^ORDER (0: Vlasov, "
-                              "1: Landau) and print a stage summary. Results are cached by content hash "
+                              "1: Landau, 2: three-body) and print a stage summary. Results are cached by content hash "
                               "in $BBGKY_CACHE_DIR (default ~/.cache/bbgky).")
-    p.add_argument("--order", type=int, required=True, help="order in mu = 1/N (0 or 1; 2 in progress)")
+    p.add_argument("--order", type=int, required=True, help="order in mu = 1/N (0: Vlasov, 1: Landau/Balescu-Lenard, "
+                   "2: three-body, 1D hot limit)")
     p.add_argument("--dimension", type=int, default=1, help="dimension of the periodic box (1-3)")
     p.add_argument("--keep-collective", action="store_true", help="keep collective effects (Balescu-Lenard)")
     p.add_argument("--latex", metavar="FILE", help="write the derivation as LaTeX")
@@ -56,4 +57,11 @@ def run(args) -> int:
         for ev in op.check_conservation().values():
             print(ev)
         print(op.check_h_theorem())
+    if args.checks and op.order == 2:
+        from derive.order2 import pinch_evidence
+
+        U1, U2, U3 = sp.symbols("U1 U2 U3", real=True)
+        for harmonics in ({1: U1}, {1: U1, 3: U3}, {1: U1, 2: U2}):
+            ev = pinch_evidence(op, harmonics)
+            print(f"[{'holds' if ev.holds else 'FAILS'}] {ev.name}: {ev.statement}")
     return 0

@@ -76,6 +76,7 @@ from derive.symbols import PrincipalValue, Resonance, U, mu, velocity
 SHIPPED_OPERATORS: dict[str, dict] = {
     "landau_1d": {"order": 1, "dimension": 1, "collective": False},
     "landau_2d": {"order": 1, "dimension": 2, "collective": False},
+    "three_body_1d": {"order": 2, "dimension": 1, "collective": False},
 }
 
 #: backends a module is generated for, in this order

@@ -11,8 +11,22 @@ homogeneity, hot limit), then the three named drops of PHYSICS.md section 3, ste
                                 factor of order 1/Q);
 
 then Fourier, the sequential long-time solution (g2^(1) -> g3 -> g2^(2)), the flux with every
-correlation substituted, and its real part. The canonicalisation to a single resonance and
-the well-posed form are not implemented yet (see README, "What works today").
+correlation substituted, its real part (the proof that the imaginary part cancels between
+q and -q), the symmetrised real form and its resonance census.
+
+:func:`three_body_operator` (``derive.collision_operator(2)``) returns the flux in resonance
+form: J(v1) = sum_{q2, p} int dv2 dv4 body, each body a sum of products of at most three
+boundary values 1/(x - i0)^n at linear forms x of velocity differences (48 terms, 176
+distribution patterns, general wavenumbers). That form is exact as a sum over q and -q
+(real_part proves it real) and it is what the code generator freezes.
+
+What is *not* done: the canonicalisation to the single resonance delta((k1+k2) v1 - k1 v2 -
+k2 v3) with the fourth-order principal value made ordinary by weighted averaging. Without it
+the long-time limit is defined only where products of boundary values at one argument are
+on the same side. :func:`pinch_evidence` decides this for a given finite potential: the
+opposite-side ("pinched") products cancel exactly for HMF and for every potential whose
+harmonics contain no a + b = c (e.g. only odd harmonics); they do not cancel when they do
+(e.g. harmonics 1 and 2), and the engine then refuses to hand the operator to the numerics.
 """
 from __future__ import annotations
 
@@ -21,7 +35,10 @@ from derive.cluster import correlation_equations
 from derive.derivation import Derivation
 from derive.fourier import fourier_system
 from derive.kinetics import flux_terms, solve
+from derive.fourier import FourierTerm
+from derive.operator import Evidence, Operator
 from derive.reduce import merge, real_part, symmetrise
+from derive.symbols import combine_resonances
 
 DROPS = {
     "drop_landau_source": A.drop_landau_source,
@@ -70,6 +87,50 @@ def long_time_flux(*, drops=tuple(DROPS), progress=None) -> Derivation:
     d.run("resonance_census", "monomials classified by their Dirac deltas (two-body / three-body)",
           lambda: resonance_census(sym), lambda c: sum(c.values()), None, progress)
     return d
+
+
+#: the assumptions the order-2 operator rests on (named and switchable stages)
+ASSUMPTIONS = ["truncate", "homogeneous", "hot_limit", *DROPS, "bogoliubov"]
+
+
+def three_body_operator(*, progress=None) -> Operator:
+    """The order-mu^2 collision operator of a 1D homogeneous system (hot limit), in resonance
+    form: every stage of :func:`long_time_flux`, then same-side resonances at one argument
+    merged, (x - i0)^-a (x - i0)^-b = (x - i0)^-(a+b)."""
+    d = long_time_flux(progress=progress)
+    terms = d.run("combine_resonances", "same-side resonances at one argument merged (x-i0)^-a (x-i0)^-b "
+                  "= (x-i0)^-(a+b)", lambda: [FourierTerm(combine_resonances(t.body), t.sums, t.integrals)
+                                              for t in d["flux"].output],
+                  lambda J: sum(len(t.body.args) if t.body.is_Add else 1 for t in J), None, progress)
+    return Operator(2, 1, False, list(ASSUMPTIONS), [terms], d)
+
+
+def pinch_evidence(op: Operator, harmonics: dict) -> Evidence:
+    """Whether the order-2 operator is a well-defined distribution for the finite potential
+    ``harmonics`` ({k: U_k}, numbers or symbols): its resonance-form flux summed over the
+    allowed wavevectors, every resonance put on a definite side of a primitive argument, and
+    the products of opposite-side resonances at one argument summed (exactly 0 when they cancel)."""
+    if op.order != 2 or op.dimension != 1:
+        raise ValueError("pinch_evidence applies to the order-2, 1D operator")
+    if not harmonics or any((not isinstance(k, int)) or k < 1 for k in harmonics):
+        raise ValueError(f"harmonics must map integers k >= 1 to U_k, got {harmonics!r}")
+    table = {k: u for k, u in harmonics.items() if u != 0}
+    if not table:
+        raise ValueError("harmonics has no non-zero U_k")
+    special = specialise(op.flux[0], table)
+    pinched, clean = pinch_split(sign_normalise(special))
+    return Evidence("pinch_cancellation", pinched == 0,
+                    f"for U = {table}: the products of opposite-side resonances at one argument sum to "
+                    + ("exactly 0: the long-time flux is a well-defined distribution" if pinched == 0 else
+                       "a non-zero remainder: the long-time limit is not defined term by term (needs the "
+                       "canonicalisation the engine does not do yet)"), [pinched])
+
+
+def sum_free(harmonics) -> bool:
+    """True when no two harmonics (equal or not) add up to a third: the condition under which
+    no two-body resonance of the order-2 flux meets its opposite-side partner."""
+    ks = {int(k) for k, u in dict(harmonics).items() if u != 0}
+    return not any(a + b in ks for a in ks for b in ks)
 
 
 def delta_kind(arg, velocities) -> str:

@@ -40,16 +40,21 @@ def _check_options(order: int, dimension: int) -> None:
 
 def collision_operator(order: int, dimension: int = 1, collective: bool = False, *,
                        progress=None) -> Operator:
-    """Derive the kinetic equation at ``order`` in mu = 1/N (0: Vlasov, 1: Landau).
+    """Derive the kinetic equation at ``order`` in mu = 1/N (0: Vlasov, 1: Landau, 2: the
+    three-body operator of 1D homogeneous systems, :func:`derive.order2.three_body_operator`).
 
     ``collective=True`` (order 1) skips the hot limit and solves the collective terms in
     :func:`derive.collective.balescu_lenard`: the Balescu-Lenard operator.
     """
     _check_options(order, dimension)
     if order == 2:
-        raise NotImplementedError("the order-2 (three-body) operator needs the canonicalisation passes "
-                                  "of part 2; the stages up to the long-time flux run via "
-                                  "derive.order2.long_time_flux()")
+        if dimension != 1 or collective:
+            raise NotImplementedError("the order-2 (three-body) operator is derived for dimension=1 in the "
+                                      f"hot limit (collective=False); got dimension={dimension}, "
+                                      f"collective={collective}")
+        from derive.order2 import three_body_operator
+
+        return three_body_operator(progress=progress)
     options = {"order": order, "dimension": dimension, "collective": collective}
     d = Derivation(options)
     d.run("liouville", "Liouville equation of the N-body PDF", lambda: liouville(dimension), lambda x: 3,

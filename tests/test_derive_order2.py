@@ -179,3 +179,55 @@ def test_hmf_regularised_flux_vanishes_for_maxwellian_and_converges_for_n4(hmf_p
     assert np.max(np.abs(m[2])) < 0.05 * np.max(np.abs(g[2]))
     assert np.max(np.abs(g[2] - g[1])) < np.max(np.abs(g[1] - g[0]))
     assert g[2][1] < 0 < g[2][2]  # the flat-topped profile feeds its core and its tails
+
+
+@pytest.fixture(scope="module")
+def three_body():
+    from derive import collision_operator
+
+    return collision_operator(2)
+
+
+def test_collision_operator_order2_is_the_resonance_form(three_body):
+    """derive.collision_operator(2) runs every order-2 stage and returns the flux in resonance
+    form: 48 terms, two summed wavevectors, particles 2 and 4 integrated, products of at most
+    three same-side resonances, order mu^2, four couplings U per monomial."""
+    op = three_body
+    assert op.name == "three_body_1d" and op.order == 2 and op.dimension == 1
+    assert op.derivation.stage_names()[-1] == "combine_resonances"
+    assert {"hot_limit", "drop_landau_source", "drop_two_body_source", "drop_nonlinear_sources"} <= set(op.assumptions)
+    terms = op.flux[0]
+    assert len(terms) == 48
+    for t in terms:
+        assert len(t.sums) == 2 and len(t.integrals) == 2
+        for mono in sp.Add.make_args(t.body):
+            res = [f for f in sp.Mul.make_args(mono) if isinstance(f.as_base_exp()[0], Resonance)]
+            assert 1 <= len(res) <= 3 and all(f.is_Function for f in res)  # merged: no powers left
+            assert len({r.args[0] for r in res}) == len(res)
+    assert _u_degree(sp.Add(*[t.body for t in terms])) == 4
+
+
+@pytest.mark.parametrize("harmonics, holds", [
+    ({1: sp.Symbol("U1")}, True),
+    ({1: sp.Symbol("U1"), 3: sp.Symbol("U3")}, True),
+    ({1: sp.Symbol("U1"), 2: sp.Symbol("U2")}, False),
+])
+def test_pinch_evidence_matches_the_sum_free_condition(three_body, harmonics, holds):
+    """The opposite-side products cancel exactly iff no two harmonics add up to a third; the
+    numerics (numerics.kinetic.sum_free) rely on this equivalence."""
+    from derive.order2 import pinch_evidence, sum_free
+    from numerics.kinetic import sum_free as numeric_sum_free
+
+    ev = pinch_evidence(three_body, harmonics)
+    assert ev.holds is holds
+    assert sum_free(harmonics) is holds and numeric_sum_free({k: 1.0 for k in harmonics}) is holds
+    if not holds:
+        pinched = ev.expressions[0]
+        assert pinched != 0 and pinched.has(sp.Symbol("U2"))
+
+
+def test_pinch_evidence_rejects_bad_harmonics(three_body):
+    from derive.order2 import pinch_evidence
+
+    with pytest.raises(ValueError, match="harmonics must map integers k >= 1"):
+        pinch_evidence(three_body, {0: 1})

@@ -366,3 +366,36 @@ def test_bad_tabulated_input():
         Tabulated(v, good[:-1])
     with pytest.raises(ValueError, match="unknown distribution"):
         distribution_from_dict({"name": "kappa"})
+
+
+def test_derivatives_of_smooth_profiles_match_finite_differences():
+    from numerics.models.distributions import GeneralizedGaussian, Shifted, Tabulated
+
+    v = np.linspace(-3, 3, 13)
+    h = 1e-4
+    g = GeneralizedGaussian(4, 1.3)
+    for k in range(1, 4):
+        fd = (g.derivative(v + h, k - 1) - g.derivative(v - h, k - 1)) / (2 * h)
+        np.testing.assert_allclose(g.derivative(v, k), fd, atol=1e-7)
+    s = Shifted(g, 0.4)
+    np.testing.assert_allclose(s.derivative(v, 3), g.derivative(v - 0.4, 3))
+    assert s.mean == pytest.approx(0.4) and s.sigma == g.sigma and not s.is_even
+    grid = np.linspace(-6, 6, 241)
+    t = Tabulated(grid, np.exp(-grid**2 / 2))
+    np.testing.assert_allclose(t.derivative(v, 2), (v**2 - 1) * np.exp(-v**2 / 2) / np.sqrt(2 * np.pi), atol=1e-6)
+    with pytest.raises(ValueError, match="n = 3 is not infinitely differentiable"):
+        GeneralizedGaussian(3).derivative(v, 2)
+    with pytest.raises(ValueError, match="order must be an integer >= 0"):
+        g.derivative(v, -1)
+
+
+def test_shifted_round_trips_and_keeps_its_threshold():
+    from numerics.models.distributions import Gaussian, Shifted, distribution_from_dict
+    from numerics.models.stability import critical_Q
+
+    s = Shifted(Gaussian(1.5), -0.7)
+    back = distribution_from_dict(s.parameters())
+    assert back.parameters() == s.parameters()
+    assert critical_Q(s) == pytest.approx(critical_Q(Gaussian(1.5)))
+    x = s.sample(3, 20000)
+    assert abs(x.mean() + 0.7) < 0.05

@@ -9,6 +9,7 @@ from numerics.models.potentials import (  # noqa: F401
 from numerics.models.distributions import (  # noqa: F401
     Gaussian,
     GeneralizedGaussian,
+    Shifted,
     Tabulated,
     VelocityDistribution,
 )

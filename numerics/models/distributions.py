@@ -23,6 +23,12 @@ def _rng(seed_or_key):
                     f"got {type(seed_or_key).__name__}")
 
 
+def _check_order(order) -> int:
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 0:
+        raise ValueError(f"order must be an integer >= 0, got {order!r}")
+    return int(order)
+
+
 def _is_jax_key(obj) -> bool:
     mod = type(obj).__module__
     return mod.startswith("jax") or mod.startswith("jaxlib")
@@ -56,6 +62,24 @@ class VelocityDistribution(ABC):
 
     def parameters(self) -> dict:
         return {"name": self.name}
+
+    def derivative(self, v, order: int):
+        """d^order phi / dv^order at v (order 0 is the PDF itself). Collision kernels need up to
+        the third derivative; subclasses that are smooth enough provide the higher orders."""
+        order = _check_order(order)
+        if order == 0:
+            return self.pdf(v)
+        if order == 1:
+            return self.dpdf(v)
+        raise NotImplementedError(f"{type(self).__name__} provides no derivative of order {order}")
+
+    def support(self, tol: float = 1e-13) -> tuple[float, float]:
+        """An interval outside which phi < tol * max(phi) (for quadrature limits)."""
+        s, m = self.sigma, self.mean
+        grid = m + s * np.linspace(-40.0, 40.0, 8001)
+        p = self.pdf(grid)
+        keep = np.nonzero(p >= tol * p.max())[0]
+        return float(grid[keep[0]]), float(grid[keep[-1]])
 
     def sample(self, seed_or_key, shape) -> np.ndarray:
         """Draw float64 samples of the given shape.
@@ -118,6 +142,28 @@ class GeneralizedGaussian(VelocityDistribution):
             slope = -self.n * x ** (self.n - 1.0) * np.sign(v) / self.scale
         slope = np.where(v == 0.0, 0.0, slope)
         return self._norm * slope * np.exp(-(x**self.n))
+
+    def derivative(self, v, order: int):
+        """Exact derivatives for an even integer n (phi is then smooth): phi^(k) = P_k(x) phi / s^k
+        with x = v/s, P_0 = 1, P_(k+1) = P_k' - n x^(n-1) P_k. Other n have a non-smooth point
+        at v = 0 and only the first derivative."""
+        order = _check_order(order)
+        if order <= 1:
+            return super().derivative(v, order)
+        if not (self.n.is_integer() and int(self.n) % 2 == 0):
+            raise ValueError(f"derivative of order {order} needs a smooth profile: GeneralizedGaussian "
+                             f"with n = {self.n:g} is not infinitely differentiable at v = 0 "
+                             "(use an even integer n, e.g. 2 or 4)")
+        from numpy.polynomial import polynomial as P
+
+        n = int(self.n)
+        poly = np.array([1.0])
+        drift = np.zeros(n)
+        drift[n - 1] = -float(n)  # -n x^(n-1)
+        for _ in range(order):
+            poly = P.polyadd(P.polyder(poly) if poly.size > 1 else np.array([0.0]), P.polymul(drift, poly))
+        x = np.asarray(v, dtype=float) / self.scale
+        return P.polyval(x, poly) * self.pdf(v) / self.scale**order
 
     def _sample_numpy(self, rng, shape):
         # |v/s|^n ~ Gamma(1/n, 1)
@@ -224,9 +270,69 @@ class Tabulated(VelocityDistribution):
         out = self._deriv(np.asarray(v, dtype=float))
         return np.nan_to_num(out, nan=0.0)
 
+    def derivative(self, v, order: int):
+        """Derivatives of order >= 2 from a quintic interpolating spline of the tabulated values
+        (the PCHIP interpolant is only once differentiable); zero outside the grid."""
+        order = _check_order(order)
+        if order <= 1:
+            return super().derivative(v, order)
+        if order > 4:
+            raise ValueError(f"Tabulated provides derivatives up to order 4, got {order}")
+        if self.grid.size < 6:
+            raise ValueError("derivatives of order >= 2 need at least 6 tabulated points")
+        if getattr(self, "_quintic", None) is None:
+            from scipy.interpolate import make_interp_spline
+
+            self._quintic = make_interp_spline(self.grid, self.values, k=5)
+        x = np.asarray(v, dtype=float)
+        inside = (x >= self.grid[0]) & (x <= self.grid[-1])
+        return np.where(inside, self._quintic(x, nu=order), 0.0)
+
     def _sample_numpy(self, rng, shape):
         u = rng.random(size=shape)
         return np.interp(u, self._cdf, self._cdf_grid)
+
+
+class Shifted(VelocityDistribution):
+    """A profile moved by a constant velocity: phi(v) = base.phi(v - shift) (a Galilean boost;
+    a shifted Maxwellian is a steady state of every collision operator)."""
+
+    name = "shifted"
+
+    def __init__(self, base: VelocityDistribution, shift: float):
+        if not isinstance(base, VelocityDistribution):
+            raise TypeError(f"base must be a VelocityDistribution, got {type(base).__name__}")
+        shift = float(shift)
+        if not math.isfinite(shift):
+            raise ValueError(f"shift must be finite, got {shift}")
+        self.base, self.shift = base, shift
+
+    @property
+    def sigma(self) -> float:
+        return self.base.sigma
+
+    @property
+    def mean(self) -> float:
+        return self.base.mean + self.shift
+
+    @property
+    def is_even(self) -> bool:
+        return self.shift == 0.0 and self.base.is_even
+
+    def parameters(self) -> dict:
+        return {"name": self.name, "base": self.base.parameters(), "shift": self.shift}
+
+    def pdf(self, v):
+        return self.base.pdf(np.asarray(v, dtype=float) - self.shift)
+
+    def dpdf(self, v):
+        return self.base.dpdf(np.asarray(v, dtype=float) - self.shift)
+
+    def derivative(self, v, order: int):
+        return self.base.derivative(np.asarray(v, dtype=float) - self.shift, order)
+
+    def _sample_numpy(self, rng, shape):
+        return self.base._sample_numpy(rng, shape) + self.shift
 
 
 def distribution_from_dict(data) -> VelocityDistribution:
@@ -238,4 +344,6 @@ def distribution_from_dict(data) -> VelocityDistribution:
         return GeneralizedGaussian(float(data["n"]), float(data.get("sigma", 1.0)))
     if name == "tabulated":
         return Tabulated(np.asarray(data["v"]), np.asarray(data["pdf"]))
+    if name == "shifted":
+        return Shifted(distribution_from_dict(data["base"]), float(data["shift"]))
     raise ValueError(f"unknown distribution name {name!r}; expected gaussian, generalized_gaussian or tabulated")

@@ -34,7 +34,7 @@ import math
 import numpy as np
 from scipy import integrate
 
-from numerics.models.distributions import GeneralizedGaussian, Tabulated, VelocityDistribution
+from numerics.models.distributions import GeneralizedGaussian, Shifted, Tabulated, VelocityDistribution
 from numerics.models.potentials import Potential
 
 #: total mass of the system (PHYSICS.md: M = 1 everywhere)
@@ -81,6 +81,8 @@ def critical_Q(df: VelocityDistribution) -> float:
     its maximum at v = 0 (phi'(0) != 0, phi' changes sign more than once, or v = 0 lies outside
     the support).
     """
+    if isinstance(df, Shifted):  # Galilean invariance: the threshold of the unshifted profile
+        return critical_Q(df.base)
     if isinstance(df, GeneralizedGaussian) and df.n <= 1.0:
         return math.inf
     _require_single_hump_at_zero(df)

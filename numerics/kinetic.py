@@ -1,0 +1,375 @@
+"""The 1/N^2 (three-body) flux of a 1D homogeneous system, from the engine's generated kernels.
+
+    derive.collision_operator(2)  --codegen-->  numerics/generated/three_body_1d_<backend>.py
+                                                      |
+    flux(potential, df, v, N=...)  <-- sums over wavevectors, 2D quadrature, eps -> 0
+
+**What is evaluated.** The engine's order-2 operator is J(v1) = sum_{q2, p} int dv2 dv4
+sum_kernels cofactor * prod_d (x_d - i0)^(-n_d): products of up to three boundary values at
+linear forms x_d of velocity differences (see :mod:`derive.order2`). Every x_d vanishes at
+v2 = v4 = v1, so all singular lines of the (v2, v4) plane meet at one point. The boundary
+values are evaluated at a finite width, (x - i s eps)^(-n) with s the largest coefficient of
+v2, v4 in x (so every pole lies at distance >= eps from the real axes, whatever the
+harmonics; for products without pinches any such choice has the same limit), the plane integrated with the
+trapezoidal rule on a grid fine enough to resolve eps (the rule converges geometrically for
+such integrands: error ~ exp(-2 pi eps / h)), and eps -> 0 taken by Richardson extrapolation over ``levels`` halvings
+(J(eps) = J0 + a eps + b eps^2 + ...). The difference between the last two extrapolants is
+returned as the error estimate.
+
+**Where it applies.** (1) The limit eps -> 0 exists term by term only when no two resonances
+at one argument come from opposite sides ("pinches"). :func:`derive.order2.pinch_evidence`
+proves that they cancel exactly when the harmonics of the potential contain no a + b = c
+(HMF; any potential with odd harmonics only); for other potentials the engine does not yet
+produce a well-defined operator and :func:`flux` raises. (2) The hot-limit theory needs a
+linearly stable state well above threshold: Q <= Q_c raises (``allow_unstable=True``
+overrides with a warning).
+
+**Units.** M = 1, mu = 1/N, velocity PDF phi normalised to 1, flux in the continuity
+convention d(phi)/dt + d(flux)/dv = 0 (PHYSICS.md section 1). The engine's F is the phase-space
+DF, F = phi / (2 pi), and its J gives flux = 2 pi J.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from numerics.models.distributions import VelocityDistribution
+from numerics.models.potentials import Potential
+
+OPERATOR = "three_body_1d"
+TWO_PI = 2.0 * math.pi
+
+
+class TheoryNotApplicable(ValueError):
+    """The requested flux lies outside the domain where the derived operator is valid."""
+
+
+# ---------------------------------------------------------------------------------------
+# the generated operator, prepared for one potential
+
+def _coefficient(c) -> float:
+    return float(Fraction(str(c)))
+
+
+def _linear(form: dict, values: dict):
+    """sum_a sum_b C[a][b] * a * b with a, b names looked up in ``values`` ("1" is 1)."""
+    total = 0.0
+    for a, inner in form.items():
+        weight = sum(_coefficient(c) * (1.0 if b == "1" else values[b]) for b, c in inner.items())
+        if weight != 0.0:
+            total = total + weight * (1.0 if a == "1" else values[a])
+    return total
+
+
+@dataclass
+class _Instance:
+    """One flux term at one choice of its summed wavevectors: constant arguments and the
+    coefficients of its distribution arguments, ready for the grid."""
+
+    kernels: list  # [(function, [(kind, order, (c1, c2, c4))...])]
+    constants: dict
+    df_args: list  # [(name, particle, derivative order)]
+
+
+def harmonics_of(potential: Potential, kmax: int) -> dict[int, float]:
+    u = potential.coefficients(kmax)
+    return {k: float(u[k]) for k in range(1, kmax + 1) if u[k] != 0.0}
+
+
+def sum_free(harmonics) -> bool:
+    """No two harmonics (equal or not) add up to a third: the condition under which the
+    engine's order-2 flux has no pinched resonance products (see derive.order2.pinch_evidence)."""
+    ks = {int(k) for k, u in dict(harmonics).items() if u != 0}
+    return not any(a + b in ks for a in ks for b in ks)
+
+
+def prepare(module, harmonics: dict[int, float], *, half: bool = False) -> list[_Instance]:
+    """Every (term, wavevectors) pair of the generated operator with non-zero couplings.
+
+    ``half=True`` keeps the wavevector choices whose first summed wavevector is positive: the
+    choices (q, p) and (-q, -p) give complex-conjugate contributions (the reality the engine's
+    ``real_part`` stage proves), so J = 2 Re (sum over the half)."""
+    kmax = max(harmonics)
+    table = {0: 0.0, **{k: v for k, v in harmonics.items()}}
+    values = [q for q in range(-2 * kmax, 2 * kmax + 1) if q != 0]
+    out = []
+    for term in module.METADATA["terms"]:
+        args = term["arguments"]
+        sums = [s["name"] for s in term["sums"]]
+        couplings = [a for a in args if a["role"] == "coupling"]
+        for combo in itertools.product(values, repeat=len(sums)):
+            if half and combo[0] < 0:
+                continue
+            qv = dict(zip(sums, (float(q) for q in combo)))
+            consts = dict(qv)
+            ok = True
+            for c in couplings:
+                k = int(round(abs(_linear({"1": c["wavevector"]}, qv))))
+                u = table.get(k, 0.0)
+                if u == 0.0:
+                    ok = False
+                    break
+                consts[c["name"]] = u
+            if not ok:
+                continue
+            kernels = []
+            for kern in term["kernels"]:
+                dists = []
+                for d in kern["distributions"]:
+                    coeffs = []
+                    for vel in ("v1", "v2", "v4"):
+                        inner = d["linear_form"].get(vel, {})
+                        coeffs.append(sum(_coefficient(c) * (1.0 if b == "1" else qv[b]) for b, c in inner.items()))
+                    if any(b != "1" and b not in qv for inner in d["linear_form"].values() for b in inner):
+                        raise ValueError(f"unknown symbol in {d['argument']}")
+                    scale = max(abs(coeffs[1]), abs(coeffs[2]))
+                    if scale == 0.0:
+                        raise ValueError(f"distribution argument {d['argument']} does not involve v2 or v4")
+                    dists.append((d["kind"], int(d["order"]), tuple(coeffs)))
+                fn = module.KERNELS[kern["function"]]
+                names = fn.__code__.co_varnames[:fn.__code__.co_argcount]
+                kernels.append((fn, names, dists))
+            df_args = [(a["name"], a["particle"], a["derivative"][0]) for a in args if a["role"] == "df"]
+            out.append(_Instance(kernels, consts, df_args))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# regularised evaluation on the (v2, v4) plane
+
+def _regularised(kind: str, order: int, x, eps, xp=np):
+    """The boundary value at finite width: resonance (x - i eps)^-n, pv Re (x - i eps)^-n,
+    delta^(n) the n-th derivative of the Lorentzian eps / (pi (x^2 + eps^2))."""
+    if kind == "resonance":
+        return (x - 1j * eps) ** (-order)
+    if kind == "pv":
+        return xp.real((x - 1j * eps) ** (-order))
+    if kind == "delta":
+        m = order
+        c = (-1) ** m * math.factorial(m) / (2j * math.pi)
+        return c * ((x - 1j * eps) ** (-m - 1) - (x + 1j * eps) ** (-m - 1))
+    raise ValueError(f"unknown distribution kind {kind!r}")
+
+
+def _integrand_sum(instances, v1, eps, grid, dfs_grid, dfs_v1, mu, xp=np):
+    """Sum over instances and kernels of cofactor * prod(regularised distributions) on the
+    (v2, v4) grid, integrated by the trapezoidal rule. Distribution factors are computed once
+    per distinct (kind, order, argument) and shared between kernels."""
+    V2 = grid[:, None]
+    V4 = grid[None, :]
+    cache = {}
+
+    def factor(kind, order, coeffs):
+        key = (kind, order, coeffs)
+        if key not in cache:
+            c1, c2, c4 = coeffs
+            width = eps * max(abs(c2), abs(c4))  # every pole at distance >= eps from the real v2, v4 axes
+            cache[key] = _regularised(kind, order, c1 * v1 + c2 * V2 + c4 * V4, width, xp)
+        return cache[key]
+
+    columns = {2: lambda k: dfs_grid[k][:, None], 4: lambda k: dfs_grid[k][None, :], 1: lambda k: dfs_v1[k]}
+    total = 0.0
+    for inst in instances:
+        kw = dict(inst.constants)
+        kw["v1"], kw["v2"], kw["v4"], kw["mu"] = v1, V2, V4, mu
+        for name, particle, order in inst.df_args:
+            kw[name] = columns[particle](order)
+        for fn, names, dists in inst.kernels:
+            value = fn(*[kw[k] for k in names])
+            for kind, order, coeffs in dists:
+                value = value * factor(kind, order, coeffs)
+            total = total + value
+    inner = xp.trapezoid(total, grid, axis=1)
+    return xp.trapezoid(inner, grid)
+
+
+def _plane_integral(instances, v1, eps, grid, dfs_grid, dfs_v1, mu):
+    """NumPy reference: int dv2 dv4 of the regularised integrand at one v1 and eps."""
+    return complex(_integrand_sum(instances, v1, eps, grid, dfs_grid, dfs_v1, mu, np))
+
+
+class _JaxPlane:
+    """The same integral for every v1 at once, jit-compiled with JAX (``lax.map`` over v1, so
+    one compilation per grid size; XLA fuses the kernels and shares the distribution factors)."""
+
+    def __init__(self, instances):
+        from numerics.backends import jax_module
+
+        jax = jax_module()
+        jnp = jax.numpy
+
+        def one(grid, dfs_grid, eps, mu, args):
+            v1, dfs_v1 = args
+            return _integrand_sum(instances, v1, eps, grid, dfs_grid, dfs_v1, mu, jnp)
+
+        def many(v1s, dfs_v1s, eps, grid, dfs_grid, mu):
+            return jax.lax.map(lambda a: one(grid, dfs_grid, eps, mu, a), (v1s, dfs_v1s))
+
+        self._fn = jax.jit(many)
+        self._jnp = jnp
+
+    def __call__(self, v1s, eps, grid, dfs_grid, dfs_v1s, mu) -> np.ndarray:
+        jnp = self._jnp
+        out = self._fn(jnp.asarray(v1s), jnp.asarray(dfs_v1s), eps, jnp.asarray(grid), jnp.asarray(dfs_grid), mu)
+        return np.asarray(out)
+
+
+def _numpy_plane(instances):
+    def evaluate(v1s, eps, grid, dfs_grid, dfs_v1s, mu) -> np.ndarray:
+        return np.array([_plane_integral(instances, float(x), eps, grid, dfs_grid, d, mu)
+                         for x, d in zip(v1s, dfs_v1s)])
+    return evaluate
+
+
+# ---------------------------------------------------------------------------------------
+# public API
+
+@dataclass
+class FluxResult:
+    """The predicted flux on a velocity grid, with its error estimate and provenance."""
+
+    v: np.ndarray
+    flux: np.ndarray  # continuity convention, physical units (M = 1, mu = 1/N)
+    error: np.ndarray  # |difference of the last two Richardson extrapolants|
+    eps: np.ndarray  # regularisation widths used (velocity units)
+    by_eps: np.ndarray  # (levels, len(v)) flux at each eps
+    N: float
+    kmax: int
+    sigma: float
+    Q: float
+    potential: dict
+    df: dict
+    backend: str
+    seconds: float
+    meta: dict = field(default_factory=dict)
+
+    def dimensionless(self):
+        """(u, N^2 Q^4 flux / sigma): velocity in units of sigma and the flux rescaled by the
+        expected 1/(N^2 Q^4) scaling, with time in units of 1/sigma."""
+        return self.v / self.sigma, self.flux * self.N**2 * self.Q**4 / self.sigma
+
+    def as_dict(self) -> dict:
+        return {"v": self.v.tolist(), "flux": self.flux.tolist(), "error": self.error.tolist(),
+                "eps": self.eps.tolist(), "by_eps": self.by_eps.tolist(),
+                "N": self.N, "kmax": self.kmax, "sigma": self.sigma, "Q": self.Q,
+                "potential": self.potential, "df": self.df, "backend": self.backend,
+                "seconds": self.seconds, "meta": self.meta,
+                "convention": "d(phi)/dt + d(flux)/dv = 0; M = 1, mu = 1/N"}
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.as_dict(), indent=1))
+        return path
+
+
+def _check_inputs(potential, df, v, N, kmax, levels, eps0):
+    if not isinstance(potential, Potential):
+        raise TypeError(f"potential must be a numerics Potential, got {type(potential).__name__}")
+    if not isinstance(df, VelocityDistribution):
+        raise TypeError(f"df must be a numerics VelocityDistribution, got {type(df).__name__}")
+    v = np.atleast_1d(np.asarray(v, dtype=float))
+    if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
+        raise ValueError("v must be a non-empty 1D array of finite velocities")
+    if not (isinstance(N, (int, float, np.integer, np.floating)) and math.isfinite(N) and N >= 2):
+        raise ValueError(f"N must be a finite number >= 2, got {N!r}")
+    if kmax is None:
+        kmax = potential.kmax_exact
+        if kmax is None:
+            raise ValueError(f"kmax is required for {type(potential).__name__} (an infinite Fourier series); "
+                             "give kmax >= 1")
+    if isinstance(kmax, bool) or not isinstance(kmax, (int, np.integer)) or kmax < 1:
+        raise ValueError(f"kmax must be an integer >= 1, got {kmax!r}")
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 2 <= levels <= 5:
+        raise ValueError(f"levels must be an integer in [2, 5], got {levels!r}")
+    if not (isinstance(eps0, (int, float)) and 0 < eps0 <= 1):
+        raise ValueError(f"eps0 (first regularisation width in units of sigma) must be in (0, 1], got {eps0!r}")
+    return v, int(kmax)
+
+
+def richardson(values) -> tuple[np.ndarray, np.ndarray]:
+    """Extrapolate values[j] = J(eps0 / 2^j) to eps -> 0 assuming J = J0 + a eps + b eps^2 + ...
+    (Richardson table); returns (J0, |J0 - the extrapolant one order lower|)."""
+    rows = [[np.asarray(x, dtype=float)] for x in values]
+    for j in range(1, len(rows)):
+        for m in range(1, j + 1):
+            f = 2.0**m
+            rows[j].append((f * rows[j][m - 1] - rows[j - 1][m - 1]) / (f - 1.0))
+    last = rows[-1]
+    return last[-1], np.abs(last[-1] - last[-2])
+
+
+def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: int | None = None,
+         backend: str = "numpy", levels: int = 3, eps0: float = 0.2, points_per_eps: float = 4.5,
+         allow_unstable: bool = False, progress=None) -> FluxResult:
+    """The 1/N^2 flux (continuity convention, physical units) at velocities ``v``.
+
+    ``potential`` is truncated at ``kmax`` (default: its exact range); ``df`` must be smooth
+    (third derivatives are needed). Regularisation widths eps0 * sigma / 2^j, j < ``levels``,
+    with grid spacing eps / points_per_eps. ``backend``: "numpy" (reference) or "jax".
+    Raises :class:`TheoryNotApplicable` for pinched potentials and, unless ``allow_unstable``,
+    for Q <= Q_c.
+    """
+    from numerics.generated import load
+    from numerics.models.stability import Q as stability_Q
+    from numerics.models.stability import critical_Q
+
+    start = time.perf_counter()
+    v, kmax = _check_inputs(potential, df, v, N, kmax, levels, eps0)
+    if backend not in ("numpy", "jax"):
+        raise ValueError(f"backend must be 'numpy' or 'jax' for the three-body flux, got {backend!r} "
+                         "(the CuPy kernels are generated but the plane quadrature has no CuPy driver yet)")
+    harmonics = harmonics_of(potential, kmax)
+    if not harmonics:
+        raise ValueError(f"potential has no non-zero harmonic up to kmax = {kmax}")
+    if not sum_free(harmonics):
+        sums = sorted({(a, b, a + b) for a in harmonics for b in harmonics if a <= b and a + b in harmonics})
+        raise TheoryNotApplicable(
+            f"potential truncated at kmax = {kmax} has harmonics {sorted(harmonics)} with a + b = c "
+            f"(e.g. {sums[0][0]} + {sums[0][1]} = {sums[0][2]}): the engine's order-2 flux then holds pinched "
+            "resonance products that do not cancel (derive.order2.pinch_evidence), and the canonical form "
+            "that resolves them is not derived yet. Supported: harmonics with no a + b = c, e.g. HMF or "
+            "odd harmonics only.")
+    q = stability_Q(potential, df, kmax)
+    q_c = critical_Q(df)
+    if q <= q_c:
+        message = (f"Q = {q:.4g} <= Q_c = {q_c:.4g}: the homogeneous state is linearly unstable and the "
+                   "hot-limit three-body theory does not apply (raise sigma or weaken the potential)")
+        if not allow_unstable:
+            raise TheoryNotApplicable(message + "; pass allow_unstable=True to evaluate anyway")
+        warnings.warn(message + " (allow_unstable=True)", RuntimeWarning, stacklevel=2)
+    elif q < 2.0 * q_c:
+        warnings.warn(f"Q = {q:.4g} < 2 Q_c = {2 * q_c:.4g}: collective effects the hot-limit theory neglects "
+                      "are not small", RuntimeWarning, stacklevel=2)
+    module = load(OPERATOR, backend)
+    instances = prepare(module, harmonics, half=True)
+    sigma = float(df.sigma)
+    lo, hi = df.support(1e-14)
+    mu = 1.0 / float(N)
+    eps_list = eps0 * sigma / 2.0 ** np.arange(levels)
+    by_eps = np.zeros((levels, v.size))
+    evaluator = _numpy_plane(instances) if backend == "numpy" else _JaxPlane(instances)
+    dfs_v1s = np.stack([df.derivative(v, k) / TWO_PI for k in range(4)], axis=1)
+    for j, eps in enumerate(eps_list):
+        h = eps / points_per_eps
+        n = int(math.ceil((hi - lo) / h)) + 1
+        grid = np.linspace(lo, hi, n)
+        dfs_grid = np.stack([df.derivative(grid, k) / TWO_PI for k in range(4)])
+        values = evaluator(v, float(eps), grid, dfs_grid, dfs_v1s, mu)
+        by_eps[j] = 2.0 * TWO_PI * np.real(values)
+        if progress is not None:
+            progress(j)
+    best, err = richardson(by_eps)
+    return FluxResult(v, best, err, eps_list, by_eps, float(N), kmax, sigma, q,
+                      potential.parameters(), df.parameters(), backend, time.perf_counter() - start,
+                      {"operator": OPERATOR, "content_hash": module.CONTENT_HASH, "levels": levels, "eps0": eps0,
+                       "points_per_eps": points_per_eps, "support": [lo, hi], "harmonics": harmonics})
+
+

@@ -1,0 +1,154 @@
+"""numerics.kinetic: the three-body flux from the generated kernels (eps-regularised plane
+quadrature, Richardson eps -> 0), its validity guards and its physics."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from numerics import HMF, FourierPotential, Gaussian, GeneralizedGaussian, RingModel, Shifted
+from numerics.generated import load
+from numerics.kinetic import (
+    TheoryNotApplicable,
+    _plane_integral,
+    flux,
+    prepare,
+    richardson,
+    sum_free,
+)
+
+SIGMA = math.sqrt(2.0)  # HMF at Q = 4 with U_1 = 1/2
+FAST = dict(levels=3, eps0=0.3, points_per_eps=4.0)
+
+
+def test_richardson_is_exact_for_a_quadratic_in_eps():
+    eps = 0.3 / 2.0 ** np.arange(3)
+    values = [1.5 - 2.0 * e + 7.0 * e**2 for e in eps]
+    best, err = richardson(values)
+    assert abs(best - 1.5) < 1e-13
+    assert err > 0  # the linear extrapolant differs
+
+
+def test_sum_free_condition():
+    assert sum_free({1: 1.0}) and sum_free({1: 1.0, 3: 0.2, 5: -0.1}) and sum_free({2: 1.0, 3: 1.0})
+    assert not sum_free({1: 1.0, 2: 0.1}) and not sum_free({1: 1.0, 3: 0.1, 4: 0.1})
+
+
+def test_conjugate_half_sum_equals_the_full_sum():
+    """J = 2 Re (sum over q2 > 0): (q, p) and (-q, -p) are complex conjugates, and the full
+    sum is real (the engine's real_part stage, checked here on the regularised kernels)."""
+    module = load("three_body_1d", "numpy")
+    df = GeneralizedGaussian(4, 1.0)
+    grid = np.linspace(-3.0, 3.0, 181)
+    dg = [df.derivative(grid, k) for k in range(4)]
+    dv = [float(df.derivative(0.7, k)) for k in range(4)]
+    harmonics = {1: 1.0, 3: -0.4}
+    full = _plane_integral(prepare(module, harmonics), 0.7, 0.25, grid, dg, dv, 1.0)
+    half = _plane_integral(prepare(module, harmonics, half=True), 0.7, 0.25, grid, dg, dv, 1.0)
+    assert abs(full.imag) < 1e-12 * abs(full.real)
+    assert abs(full.real - 2 * half.real) < 1e-12 * abs(full.real)
+
+
+def test_numpy_and_jax_agree():
+    df = GeneralizedGaussian(4, SIGMA)
+    kw = dict(N=64, levels=2, eps0=0.4, points_per_eps=2.0)
+    a = flux(HMF(), df, [0.5, 1.7], backend="numpy", **kw)
+    b = flux(HMF(), df, [0.5, 1.7], backend="jax", **kw)
+    np.testing.assert_allclose(b.by_eps, a.by_eps, rtol=1e-12, atol=0)
+
+
+@pytest.fixture(scope="module")
+def hmf_n4():
+    return flux(HMF(), GeneralizedGaussian(4, SIGMA), np.linspace(0.0, 5.0, 21), N=1000, backend="jax", **FAST)
+
+
+def test_hmf_n4_flux_shape_and_scale(hmf_n4):
+    """The flat-topped profile feeds its core from the shoulders and its tails: J < 0 at
+    intermediate |v|, > 0 at large |v|, one zero crossing; J = 0 at v = 0 (odd for an even DF)."""
+    v, J = hmf_n4.v, hmf_n4.flux
+    assert abs(J[0]) < 1e-3 * np.max(np.abs(J))
+    inner = (v > 0.3) & (v < 1.6)
+    outer = (v > 2.2) & (v < 3.2)
+    assert np.all(J[inner] < 0) and np.all(J[outer] > 0)
+    crossing = v[np.nonzero(np.diff(np.sign(J[1:])))[0] + 1]
+    assert crossing.size == 1 and 1.6 < crossing[0] < 2.2
+    assert np.all(hmf_n4.error < 0.05 * np.max(np.abs(J)))
+
+
+def test_energy_and_momentum_conservation(hmf_n4):
+    """dE/dt = int v F dv = 0 (F odd here, so v F is even: a real test); the integral of |v F|
+    sets the scale. Quadrature on 21 points of [0, 5] (the flux vanishes beyond)."""
+    v, J = hmf_n4.v, hmf_n4.flux
+    energy = 2 * np.trapezoid(v * J, v)
+    scale = 2 * np.trapezoid(np.abs(v * J), v)
+    assert abs(energy) < 0.03 * scale, (energy, scale)
+
+
+def test_n_scaling_is_exactly_inverse_square():
+    df = GeneralizedGaussian(4, SIGMA)
+    a = flux(HMF(), df, [1.0], N=100, backend="jax", **FAST)
+    b = flux(HMF(), df, [1.0], N=200, backend="jax", **FAST)
+    assert abs(a.flux[0] / b.flux[0] - 4.0) < 1e-12
+
+
+def test_odd_for_an_even_df():
+    df = GeneralizedGaussian(4, SIGMA)
+    r = flux(HMF(), df, [-1.2, 1.2, -2.6, 2.6], N=100, backend="jax", **FAST)
+    np.testing.assert_allclose(r.by_eps[:, 0], -r.by_eps[:, 1], rtol=1e-10)
+    np.testing.assert_allclose(r.by_eps[:, 2], -r.by_eps[:, 3], rtol=1e-10)
+
+
+@pytest.mark.parametrize("harmonics", [{1: 0.5}, pytest.param({1: 0.3, 3: -0.2}, marks=pytest.mark.slow)])
+def test_shifted_maxwellian_is_steady(harmonics):
+    """Maxwellians (shifted or not) give zero flux: the extrapolated values are within their
+    own error estimate and below 3 % of the n = 4 flux of the same potential and sigma."""
+    pot = FourierPotential(harmonics)
+    v = [-0.6, 0.9, 2.3]
+    ref = flux(pot, GeneralizedGaussian(4, SIGMA), [1.2], N=100, backend="jax", **FAST)
+    for df in (Gaussian(SIGMA), Shifted(Gaussian(SIGMA), 0.4)):
+        r = flux(pot, df, v, N=100, backend="jax", **FAST)
+        assert np.max(np.abs(r.flux)) < 0.03 * abs(ref.flux[0]), (df, r.flux, ref.flux)
+
+
+def test_pinched_potential_is_refused():
+    with pytest.raises(TheoryNotApplicable, match=r"harmonics \[1, 2\].*1 \+ 1 = 2"):
+        flux(FourierPotential({1: 0.5, 2: 0.2}), Gaussian(2.0), [1.0], N=100)
+    with pytest.raises(TheoryNotApplicable, match="a \\+ b = c"):
+        flux(RingModel(0.1), Gaussian(3.0), [1.0], N=100, kmax=4)
+
+
+def test_unstable_state_is_refused_unless_overridden():
+    cold = GeneralizedGaussian(4, 0.3)  # Q = 0.09/0.5 < Q_c = 0.457
+    with pytest.raises(TheoryNotApplicable, match="Q = 0.18 <= Q_c = 0.4569.*allow_unstable"):
+        flux(HMF(), cold, [0.1], N=100)
+    with pytest.warns(RuntimeWarning, match="allow_unstable=True"):
+        flux(HMF(), cold, [0.1], N=100, allow_unstable=True, levels=2, eps0=0.5, points_per_eps=1.5)
+    with pytest.warns(RuntimeWarning, match="collective effects"):
+        flux(HMF(), GeneralizedGaussian(4, 0.6), [0.1], N=100, levels=2, eps0=0.5, points_per_eps=1.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(N=1), "N must be a finite number >= 2"),
+    (dict(N=100, kmax=0), "kmax must be an integer >= 1"),
+    (dict(N=100, levels=1), "levels must be an integer in \\[2, 5\\]"),
+    (dict(N=100, eps0=0.0), "eps0"),
+    (dict(N=100, backend="torch"), "backend must be 'numpy' or 'jax'"),
+])
+def test_bad_arguments_name_the_parameter(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        flux(HMF(), Gaussian(2.0), [1.0], **kwargs)
+
+
+def test_non_smooth_df_is_refused():
+    with pytest.raises(ValueError, match="derivative of order 2 needs a smooth profile"):
+        flux(HMF(), GeneralizedGaussian(3, 2.0), [1.0], N=100)
+
+
+def test_result_serialises(tmp_path, hmf_n4):
+    import json
+
+    path = hmf_n4.save(tmp_path / "flux.json")
+    data = json.loads(path.read_text())
+    assert data["N"] == 1000 and len(data["flux"]) == 21 and data["meta"]["operator"] == "three_body_1d"
+    u, scaled = hmf_n4.dimensionless()
+    assert np.allclose(scaled, hmf_n4.flux * 1000**2 * hmf_n4.Q**4 / SIGMA)
