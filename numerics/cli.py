@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = [
     "numerics.nbody.cli",  # nbody, resume, measure
     "derive.cli",  # derive
     "derive.codegen",  # regenerate (the generated kernels in numerics/generated)
+    "numerics.kinetic_cli",  # flux, verify (the derived 1/N^2 operator, evaluated)
     "numerics.demo",  # demo (the README's main job)
 ]
 
