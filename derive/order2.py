@@ -83,7 +83,8 @@ def long_time_flux(*, drops=tuple(DROPS), progress=None) -> Derivation:
     if not real.imaginary_sums_to_zero:
         raise AssertionError("the imaginary part of the order-2 flux does not cancel between q and -q")
     sym = d.run("symmetrise", "average over flipping all wavevectors; like terms merged",
-                lambda: merge(symmetrise(real.terms, 1), 1), lambda J: len(J), None, progress)
+                lambda: merge(symmetrise(real.terms, 1), 1),
+                lambda J: sum(len(t.body.args) if t.body.is_Add else 1 for t in J), None, progress)
     d.run("resonance_census", "monomials classified by their Dirac deltas (two-body / three-body)",
           lambda: resonance_census(sym), lambda c: sum(c.values()), None, progress)
     return d
