@@ -23,25 +23,15 @@ def _add_model_arguments(p) -> None:
 
 
 def _models(args):
-    from numerics.models import HMF, FourierPotential, Gaussian, GeneralizedGaussian, RingModel
+    from numerics.nbody.cli import build_df, build_potential
 
-    if args.potential == "hmf":
-        potential = HMF()
-    elif args.potential == "ring":
-        if args.softening is None:
-            raise ValueError("--potential ring needs --softening EPS (> 0)")
-        potential = RingModel(args.softening)
-    else:
-        if args.harmonics is None:
-            raise ValueError("--potential fourier needs --harmonics 'k:U_k,...'")
-        potential = FourierPotential(args.harmonics)
+    potential = build_potential(args)
     sigma = args.sigma
     if sigma is None:
         if not args.Q > 0:
             raise ValueError(f"--Q must be > 0, got {args.Q}")
         sigma = math.sqrt(args.Q * potential.attractive_max(args.kmax))
-    df = Gaussian(sigma) if args.df == "gaussian" else GeneralizedGaussian(args.gg_n, sigma)
-    return potential, df
+    return potential, build_df(args, sigma)
 
 
 def register(subparsers) -> None:

@@ -152,3 +152,40 @@ def test_result_serialises(tmp_path, hmf_n4):
     assert data["N"] == 1000 and len(data["flux"]) == 21 and data["meta"]["operator"] == "three_body_1d"
     u, scaled = hmf_n4.dimensionless()
     assert np.allclose(scaled, hmf_n4.flux * 1000**2 * hmf_n4.Q**4 / SIGMA)
+
+
+def test_flux_command_writes_json_and_png(tmp_path, capsys):
+    from numerics.cli import main
+
+    out = tmp_path / "hmf.json"
+    rc = main(["flux", "--N", "64", "--v", "0.5", "2.5", "3", "--levels", "2", "--eps0", "0.4",
+               "--out", str(out)])
+    assert rc == 0
+    import json
+
+    data = json.loads(out.read_text())
+    assert len(data["flux"]) == 3 and data["N"] == 64 and abs(data["Q"] - 4.0) < 1e-12
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert "N^2 flux" in capsys.readouterr().out
+
+
+def test_flux_command_refuses_pinched_potentials(capsys):
+    from numerics.cli import main
+
+    rc = main(["flux", "--potential", "fourier", "--harmonics", "1:0.5,2:0.1", "--N", "64"])
+    assert rc == 1
+    assert "1 + 1 = 2" in capsys.readouterr().err
+
+
+def test_verify_reports_every_check(tmp_path):
+    from numerics.cli import main
+
+    out = tmp_path / "verify.json"
+    assert main(["verify", "--examples", "1", "--out", str(out)]) == 0
+    import json
+
+    checks = json.loads(out.read_text())["checks"]
+    assert {c["name"] for c in checks} == {"maxwellian_steady", "shifted_maxwellian_steady", "odd_for_even_df",
+                                           "galilean_covariance", "energy_conservation", "inverse_N_squared",
+                                           "numpy_jax_agreement"}
+    assert all(c["passed"] for c in checks)

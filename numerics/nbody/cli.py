@@ -40,24 +40,30 @@ def _optional_float(text: str):
     return None if text.lower() in ("none", "off", "no") else float(text)
 
 
-def _build_models(args):
-    from numerics.models import HMF, FourierPotential, Gaussian, GeneralizedGaussian, RingModel
+def build_potential(args):
+    """The potential named by --potential (with --softening / --harmonics)."""
+    from numerics.models import HMF, FourierPotential, RingModel
 
     if args.potential == "hmf":
-        potential = HMF()
-    elif args.potential == "ring":
+        return HMF()
+    if args.potential == "ring":
         if args.softening is None:
             raise ValueError("--potential ring needs --softening EPS (> 0)")
-        potential = RingModel(args.softening)
-    else:
-        if args.harmonics is None:
-            raise ValueError("--potential fourier needs --harmonics 'k:U_k,...' (e.g. '1:0.5,2:0.1')")
-        potential = FourierPotential(args.harmonics)
-    if args.df == "gaussian":
-        df = Gaussian(args.sigma)
-    else:
-        df = GeneralizedGaussian(args.gg_n, args.sigma)
-    return potential, df
+        return RingModel(args.softening)
+    if args.harmonics is None:
+        raise ValueError("--potential fourier needs --harmonics 'k:U_k,...' (e.g. '1:0.5,2:0.1')")
+    return FourierPotential(args.harmonics)
+
+
+def build_df(args, sigma: float):
+    """The profile named by --df (gaussian, or gg with --n) at dispersion ``sigma``."""
+    from numerics.models import Gaussian, GeneralizedGaussian
+
+    return Gaussian(sigma) if args.df == "gaussian" else GeneralizedGaussian(args.gg_n, sigma)
+
+
+def _build_models(args):
+    return build_potential(args), build_df(args, args.sigma)
 
 
 def _cmd_nbody(args) -> int:
