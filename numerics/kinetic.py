@@ -92,11 +92,15 @@ def sum_free(harmonics) -> bool:
 
 
 def prepare(module, harmonics: dict[int, float], *, half: bool = False) -> list[_Instance]:
-    """Every (term, wavevectors) pair of the generated operator with non-zero couplings.
+    """Every (term, wavevectors) pair of the generated operator with at least one kernel that
+    does not vanish: a kernel is kept when none of the couplings listed in its
+    ``vanishes_without`` metadata is zero (absent harmonics, and U_0, are zero).
 
     ``half=True`` keeps the wavevector choices whose first summed wavevector is positive: the
     choices (q, p) and (-q, -p) give complex-conjugate contributions (the reality the engine's
     ``real_part`` stage proves), so J = 2 Re (sum over the half)."""
+    if module.METADATA.get("format_version", 1) < 2:
+        raise ValueError(f"generated module {module.__name__} predates METADATA format 2; run `bbgky regenerate`")
     kmax = max(harmonics)
     table = {0: 0.0, **{k: v for k, v in harmonics.items()}}
     values = [q for q in range(-2 * kmax, 2 * kmax + 1) if q != 0]
@@ -105,40 +109,36 @@ def prepare(module, harmonics: dict[int, float], *, half: bool = False) -> list[
         args = term["arguments"]
         sums = [s["name"] for s in term["sums"]]
         couplings = [a for a in args if a["role"] == "coupling"]
+        df_args = [(a["name"], a["particle"], a["derivative"][0]) for a in args if a["role"] == "df"]
         for combo in itertools.product(values, repeat=len(sums)):
             if half and combo[0] < 0:
                 continue
             qv = dict(zip(sums, (float(q) for q in combo)))
             consts = dict(qv)
-            ok = True
             for c in couplings:
                 k = int(round(abs(_linear({"1": c["wavevector"]}, qv))))
-                u = table.get(k, 0.0)
-                if u == 0.0:
-                    ok = False
-                    break
-                consts[c["name"]] = u
-            if not ok:
-                continue
+                consts[c["name"]] = table.get(k, 0.0)
             kernels = []
             for kern in term["kernels"]:
+                if any(consts[name] == 0.0 for name in kern["vanishes_without"]):
+                    continue
                 dists = []
                 for d in kern["distributions"]:
                     coeffs = []
                     for vel in ("v1", "v2", "v4"):
                         inner = d["linear_form"].get(vel, {})
                         coeffs.append(sum(_coefficient(c) * (1.0 if b == "1" else qv[b]) for b, c in inner.items()))
-                    if any(b != "1" and b not in qv for inner in d["linear_form"].values() for b in inner):
-                        raise ValueError(f"unknown symbol in {d['argument']}")
-                    scale = max(abs(coeffs[1]), abs(coeffs[2]))
-                    if scale == 0.0:
+                    if set(d["linear_form"]) - {"v1", "v2", "v4"}:
+                        raise ValueError(f"distribution argument {d['argument']} involves other velocities than "
+                                         "v1, v2, v4")
+                    if max(abs(coeffs[1]), abs(coeffs[2])) == 0.0:
                         raise ValueError(f"distribution argument {d['argument']} does not involve v2 or v4")
                     dists.append((d["kind"], int(d["order"]), tuple(coeffs)))
                 fn = module.KERNELS[kern["function"]]
                 names = fn.__code__.co_varnames[:fn.__code__.co_argcount]
                 kernels.append((fn, names, dists))
-            df_args = [(a["name"], a["particle"], a["derivative"][0]) for a in args if a["role"] == "df"]
-            out.append(_Instance(kernels, consts, df_args))
+            if kernels:
+                out.append(_Instance(kernels, consts, df_args))
     return out
 
 
