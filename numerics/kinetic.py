@@ -74,9 +74,10 @@ class _Instance:
     """One flux term at one choice of its summed wavevectors: constant arguments and the
     coefficients of its distribution arguments, ready for the grid."""
 
-    kernels: list  # [(function, [(kind, order, (c1, c2, c4))...])]
+    kernels: list  # [(function, argument names, [(kind, order, (c1, c2, c4))...])]
     constants: dict
     df_args: list  # [(name, particle, derivative order)]
+    term: int = 0  # index of the flux term in the generated module
 
 
 def harmonics_of(potential: Potential, kmax: int) -> dict[int, float]:
@@ -105,7 +106,7 @@ def prepare(module, harmonics: dict[int, float], *, half: bool = False) -> list[
     table = {0: 0.0, **{k: v for k, v in harmonics.items()}}
     values = [q for q in range(-2 * kmax, 2 * kmax + 1) if q != 0]
     out = []
-    for term in module.METADATA["terms"]:
+    for term_index, term in enumerate(module.METADATA["terms"]):
         args = term["arguments"]
         sums = [s["name"] for s in term["sums"]]
         couplings = [a for a in args if a["role"] == "coupling"]
@@ -138,7 +139,7 @@ def prepare(module, harmonics: dict[int, float], *, half: bool = False) -> list[
                 names = fn.__code__.co_varnames[:fn.__code__.co_argcount]
                 kernels.append((fn, names, dists))
             if kernels:
-                out.append(_Instance(kernels, consts, df_args))
+                out.append(_Instance(kernels, consts, df_args, term_index))
     return out
 
 
@@ -197,21 +198,70 @@ def _plane_integral(instances, v1, eps, grid, dfs_grid, dfs_v1, mu):
 
 
 class _JaxPlane:
-    """The same integral for every v1 at once, jit-compiled with JAX (``lax.map`` over v1, so
-    one compilation per grid size; XLA fuses the kernels and shares the distribution factors)."""
+    """The same integral for every v1, jit-compiled with JAX. The instances of one flux term
+    share its kernels and differ only by constants (wavevectors, couplings) and distribution
+    coefficients, so each term is one ``lax.scan`` over its wavevector choices: the traced
+    graph grows with the number of kernels (176), not with the number of instances, and a
+    potential with several harmonics compiles as fast as the HMF. ``lax.map`` runs over v1."""
 
     def __init__(self, instances):
         from numerics.backends import jax_module
 
         jax = jax_module()
         jnp = jax.numpy
+        groups: dict[int, list] = {}
+        for inst in instances:
+            groups.setdefault(inst.term, []).append(inst)
+        plans = []
+        for insts in groups.values():
+            union: dict = {}
+            for inst in insts:
+                for fn, names, dists in inst.kernels:
+                    union.setdefault(fn.__name__, (fn, names, [(k, o) for k, o, _ in dists]))
+            kernels = list(union.values())
+            const_names = sorted(insts[0].constants)
+            consts = {n: np.array([inst.constants[n] for inst in insts]) for n in const_names}
+            # distribution coefficients per instance, for every kernel of the union (zeros when a
+            # kernel is absent from an instance: its cofactor vanishes there by construction)
+            coeffs = []
+            for fn, _, dlist in kernels:
+                per = []
+                for inst in insts:
+                    found = {f.__name__: d for f, _, d in inst.kernels}.get(fn.__name__)
+                    per.append([c for _, _, c in found] if found else [(0.0, 1.0, 0.0)] * len(dlist))
+                coeffs.append(np.array(per))  # (instances, distributions, 3)
+            present = np.array([[1.0 if fn.__name__ in {f.__name__ for f, _, _ in inst.kernels} else 0.0
+                                 for fn, _, _ in kernels] for inst in insts])
+            plans.append((kernels, const_names, consts, coeffs, present, insts[0].df_args))
 
-        def one(grid, dfs_grid, eps, mu, args):
-            v1, dfs_v1 = args
-            return _integrand_sum(instances, v1, eps, grid, dfs_grid, dfs_v1, mu, jnp)
+        def plane(v1, eps, grid, dfs_grid, dfs_v1, mu):
+            V2, V4 = grid[:, None], grid[None, :]
+            columns = {2: lambda k: dfs_grid[k][:, None], 4: lambda k: dfs_grid[k][None, :], 1: lambda k: dfs_v1[k]}
+            total = jnp.zeros((grid.size, grid.size), dtype=complex)
+            for kernels, const_names, consts, coeffs, present, df_args in plans:
+                def body(acc, x, kernels=kernels, const_names=const_names, df_args=df_args):
+                    cvals, cks, pres = x
+                    kw = dict(zip(const_names, cvals))
+                    kw["v1"], kw["v2"], kw["v4"], kw["mu"] = v1, V2, V4, mu
+                    for name, particle, order in df_args:
+                        kw[name] = columns[particle](order)
+                    out = 0.0
+                    for j, (fn, names, dlist) in enumerate(kernels):
+                        value = fn(*[kw[k] for k in names])
+                        for d, (kind, order) in enumerate(dlist):
+                            c1, c2, c4 = cks[j][d, 0], cks[j][d, 1], cks[j][d, 2]
+                            width = eps * jnp.maximum(jnp.abs(c2), jnp.abs(c4))
+                            value = value * _regularised(kind, order, c1 * v1 + c2 * V2 + c4 * V4, width, jnp)
+                        out = out + pres[j] * value
+                    return acc + out, None
+
+                xs = ([jnp.asarray(consts[n]) for n in const_names], [jnp.asarray(c) for c in coeffs],
+                      jnp.asarray(present))
+                total, _ = jax.lax.scan(body, total, xs)
+            return jnp.trapezoid(jnp.trapezoid(total, grid, axis=1), grid)
 
         def many(v1s, dfs_v1s, eps, grid, dfs_grid, mu):
-            return jax.lax.map(lambda a: one(grid, dfs_grid, eps, mu, a), (v1s, dfs_v1s))
+            return jax.lax.map(lambda a: plane(a[0], eps, grid, dfs_grid, a[1], mu), (v1s, dfs_v1s))
 
         self._fn = jax.jit(many)
         self._jnp = jnp
