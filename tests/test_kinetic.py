@@ -98,7 +98,7 @@ def test_odd_for_an_even_df():
     np.testing.assert_allclose(r.by_eps[:, 2], -r.by_eps[:, 3], rtol=1e-10)
 
 
-@pytest.mark.parametrize("harmonics", [{1: 0.5}, pytest.param({1: 0.3, 3: -0.2}, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("harmonics", [{1: 0.5}, {1: 0.3, 3: -0.2}])
 def test_shifted_maxwellian_is_steady(harmonics):
     """Maxwellians (shifted or not) give zero flux: the extrapolated values are within their
     own error estimate and below 3 % of the n = 4 flux of the same potential and sigma."""
