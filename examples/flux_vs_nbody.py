@@ -14,7 +14,6 @@ several N are run. Writes JSON and PNG into --out.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path

@@ -89,6 +89,8 @@ def _operator(order: int, log):
 
 
 def run(args) -> int:
+    import numpy as np
+
     from derive.order2 import pinch_evidence
     from numerics.kinetic import flux as predict_flux
     from numerics.models import HMF, GeneralizedGaussian
@@ -126,14 +128,12 @@ def run(args) -> int:
     df = GeneralizedGaussian(p["n"], sigma)
     q, qc = stability_Q(potential, df), critical_Q(df)
     report["stability"] = {"Q": q, "Q_c": qc}
-    u_grid = sigma * __import__("numpy").linspace(-3.0, 3.0, 61)
+    u_grid = sigma * np.linspace(-3.0, 3.0, 61)
     t0 = time.perf_counter()
     backend = "numpy" if p["backend"] == "numpy" else "jax"
     positive = u_grid[u_grid > 0]
     pred = predict_flux(potential, df, positive, N=p["N"], backend=backend)
     timings["predict"] = time.perf_counter() - t0
-    import numpy as np
-
     predicted = np.interp(np.abs(u_grid), np.concatenate([[0.0], positive]),
                           np.concatenate([[0.0], pred.flux])) * np.sign(u_grid)  # odd for an even DF
     n2 = p["N"] ** 2

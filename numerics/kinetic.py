@@ -389,6 +389,9 @@ def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: i
 
     start = time.perf_counter()
     v, kmax = _check_inputs(potential, df, v, N, kmax, levels, eps0)
+    if not (isinstance(points_per_eps, (int, float)) and math.isfinite(points_per_eps) and points_per_eps >= 1):
+        raise ValueError(f"points_per_eps must be a number >= 1 (grid points per regularisation width), "
+                         f"got {points_per_eps!r}")
     if backend not in ("numpy", "jax"):
         raise ValueError(f"backend must be 'numpy' or 'jax' for the three-body flux, got {backend!r} "
                          "(the CuPy kernels are generated but the plane quadrature has no CuPy driver yet)")
@@ -435,8 +438,6 @@ def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: i
                       potential.parameters(), df.parameters(), backend, time.perf_counter() - start,
                       {"operator": OPERATOR, "content_hash": module.CONTENT_HASH, "levels": levels, "eps0": eps0,
                        "points_per_eps": points_per_eps, "support": [lo, hi], "harmonics": harmonics})
-
-
 
 
 # ---------------------------------------------------------------------------------------

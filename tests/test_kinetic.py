@@ -1,7 +1,6 @@
 """numerics.kinetic: the three-body flux from the generated kernels (eps-regularised plane
 quadrature, Richardson eps -> 0), its validity guards and its physics."""
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -132,6 +131,7 @@ def test_unstable_state_is_refused_unless_overridden():
     (dict(N=100, kmax=0), "kmax must be an integer >= 1"),
     (dict(N=100, levels=1), "levels must be an integer in \\[2, 5\\]"),
     (dict(N=100, eps0=0.0), "eps0"),
+    (dict(N=100, points_per_eps=0.5), "points_per_eps must be a number >= 1"),
     (dict(N=100, backend="torch"), "backend must be 'numpy' or 'jax'"),
 ])
 def test_bad_arguments_name_the_parameter(kwargs, match):
