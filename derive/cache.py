@@ -45,7 +45,9 @@ def save(op: Operator, options: dict) -> Path:
         "order": op.order, "dimension": op.dimension, "collective": op.collective,
         "assumptions": op.assumptions,
         "flux": [[{"body": encode(t.body), "sums": [encode(s) for s in t.sums],
-                   "integrals": [encode(v) for v in t.integrals]} for t in comp] for comp in op.flux],
+                   "integrals": [encode(v) for v in t.integrals], "nonzero": [encode(x) for x in t.nonzero]}
+                  for t in comp] for comp in op.flux],
+        "form": op.form,
         "equation": encode(op.equation) if op.equation is not None else None,
         "stages": [{"name": s.name, "description": s.description, "n_terms": s.n_terms, "seconds": s.seconds}
                    for s in op.derivation.stages],
@@ -63,11 +65,13 @@ def load(options: dict) -> Operator | None:
         return None
     data = json.loads(path.read_text())
     flux = [[FourierTerm(decode(t["body"]), tuple(decode(s) for s in t["sums"]),
-                         tuple(decode(v) for v in t["integrals"])) for t in comp] for comp in data["flux"]]
+                         tuple(decode(v) for v in t["integrals"]), tuple(decode(x) for x in t.get("nonzero", [])))
+             for t in comp] for comp in data["flux"]]
     d = Derivation(data["options"], [Stage(s["name"], s["description"], None, s["n_terms"], s["seconds"])
                                      for s in data["stages"]], from_cache=True)
     op = Operator(data["order"], data["dimension"], data["collective"], data["assumptions"], flux, d,
-                  equation=decode(data["equation"]) if data["equation"] is not None else None)
+                  equation=decode(data["equation"]) if data["equation"] is not None else None,
+                  form=data.get("form", "canonical"))
     if op.content_hash != data["content_hash"]:
         raise ValueError(f"cache file {path} is corrupt: content hash mismatch (delete it)")
     return op

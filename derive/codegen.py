@@ -77,6 +77,7 @@ SHIPPED_OPERATORS: dict[str, dict] = {
     "landau_1d": {"order": 1, "dimension": 1, "collective": False},
     "landau_2d": {"order": 1, "dimension": 2, "collective": False},
     "three_body_1d": {"order": 2, "dimension": 1, "collective": False},
+    "three_body_resonance_1d": {"order": 2, "dimension": 1, "collective": False, "form": "resonance"},
 }
 
 #: backends a module is generated for, in this order
@@ -168,13 +169,17 @@ class FrozenTerm:
     velocity: tuple[str, ...]  # components of v1
     arguments: tuple[KernelArgument, ...]
     kernels: list[FrozenKernel] = field(default_factory=list)
+    nonzero: tuple = ()  # linear forms over the summed wavevectors the sum excludes at zero
 
     def as_dict(self) -> dict:
-        return {"component": self.component, "index": self.index,
-                "sums": [{"name": n, "components": list(c)} for n, c in self.sums],
-                "integrals": list(self.integrals), "velocity": list(self.velocity),
-                "arguments": [a.as_dict() for a in self.arguments],
-                "kernels": [k.as_dict() for k in self.kernels]}
+        out = {"component": self.component, "index": self.index,
+               "sums": [{"name": n, "components": list(c)} for n, c in self.sums],
+               "integrals": list(self.integrals), "velocity": list(self.velocity),
+               "arguments": [a.as_dict() for a in self.arguments],
+               "kernels": [k.as_dict() for k in self.kernels]}
+        if self.nonzero:
+            out["nonzero"] = [dict(f) for f in self.nonzero]
+        return out
 
 
 @dataclass
@@ -425,9 +430,18 @@ class _TermFreezer:
         names = [a.name for a in args]
         if len(set(names)) != len(names):
             raise FreezeError(f"{self.where}: kernel argument names collide: {names}")
+        nonzero = []
+        for form in self.term.nonzero:
+            poly = {}
+            for mono in sp.Add.make_args(sp.expand(form)):
+                coeff, rest = mono.as_coeff_Mul()
+                if rest not in self.component_of or not coeff.is_Integer:
+                    self.fail(form, "an excluded wavevector combination must be an integer combination of the sums")
+                poly[rest.name] = poly.get(rest.name, 0) + int(coeff)
+            nonzero.append(tuple(sorted(poly.items(), key=lambda kv: _natural_key(kv[0]))))
         return FrozenTerm(component, index, tuple((s.name, tuple(k.name for k in comps)) for s, comps in self.sums),
                           tuple(s.name for s in self.term.integrals), tuple(s.name for s in self.velocities[1]),
-                          tuple(args), kernels)
+                          tuple(args), kernels, tuple(nonzero))
 
 
 def _natural_key(name: str):
@@ -648,7 +662,8 @@ def shipped_operator(name: str, *, use_cache: bool = False, log=None) -> Operato
     options = SHIPPED_OPERATORS[name]
     op = cache.load(options) if use_cache else None
     if op is None:
-        op = collision_operator(options["order"], options["dimension"], options["collective"])
+        op = collision_operator(options["order"], options["dimension"], options["collective"],
+                                form=options.get("form", "canonical"))
         if use_cache:
             cache.save(op, options)
         if log:

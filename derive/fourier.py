@@ -60,11 +60,13 @@ def F(label: int, dimension: int) -> sp.Expr:
 @dataclass
 class FourierTerm:
     """sum over ``sums`` (abstract wavevectors, each over Z^d) of the integral over ``integrals``
-    (velocity symbols, over R) of ``body``."""
+    (velocity symbols, over R) of ``body``. ``nonzero`` lists linear combinations of the summed
+    wavevectors that the sum excludes when they vanish (e.g. k1 + k2 for a three-body resonance)."""
 
     body: sp.Expr
     sums: tuple[sp.Symbol, ...] = ()
     integrals: tuple[sp.Symbol, ...] = ()
+    nonzero: tuple[sp.Expr, ...] = ()
 
     def as_sympy(self, dimension: int = 1) -> sp.Expr:
         expr = self.body

@@ -50,12 +50,14 @@ class Operator:
     flux: list[list[FourierTerm]]  # components of J(v1); empty for the Vlasov equation
     derivation: Derivation
     equation: sp.Expr | None = None  # phase-space form (Vlasov) when there is no flux
+    form: str = "canonical"  # order 2: "canonical" (single resonance, well-posed) or "resonance"
 
     # -- identity -------------------------------------------------------------------------
     @property
     def name(self) -> str:
         names = {0: "vlasov", 1: "balescu_lenard" if self.collective else "landau", 2: "three_body"}
-        return f"{names.get(self.order, f'order{self.order}')}_{self.dimension}d"
+        suffix = "" if self.form == "canonical" else f"_{self.form}"
+        return f"{names.get(self.order, f'order{self.order}')}{suffix}_{self.dimension}d"
 
     def canonical_expression(self) -> sp.Expr:
         """dF/dt (or the Vlasov equation) as one SymPy expression."""
@@ -72,8 +74,11 @@ class Operator:
     def content_hash(self) -> str:
         payload = json.dumps({"options": [self.order, self.dimension, self.collective, self.assumptions],
                               "flux": [[[encode(t.body), [encode(s) for s in t.sums],
-                                         [encode(v) for v in t.integrals]] for t in comp] for comp in self.flux],
-                              "equation": encode(self.equation) if self.equation is not None else None},
+                                         [encode(v) for v in t.integrals]]
+                                        + ([[encode(x) for x in t.nonzero]] if t.nonzero else [])
+                                        for t in comp] for comp in self.flux],
+                              "equation": encode(self.equation) if self.equation is not None else None,
+                              **({"form": self.form} if self.form != "canonical" else {})},
                              sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

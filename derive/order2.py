@@ -103,7 +103,32 @@ def three_body_operator(*, progress=None) -> Operator:
                   "= (x-i0)^-(a+b)", lambda: [FourierTerm(combine_resonances(t.body), t.sums, t.integrals)
                                               for t in d["flux"].output],
                   lambda J: sum(len(t.body.args) if t.body.is_Add else 1 for t in J), None, progress)
-    return Operator(2, 1, False, list(ASSUMPTIONS), [terms], d)
+    return Operator(2, 1, False, list(ASSUMPTIONS), [terms], d, form="resonance")
+
+
+def canonical_operator(*, progress=None) -> Operator:
+    """The order-mu^2 collision operator in canonical, well-posed form (``derive.collision_operator(2)``):
+    every stage of :func:`three_body_operator`, then :func:`derive.canonical.line_form`,
+
+        J(v1) = sum_{k1, k2, k1+k2 != 0} int dv2 dv4 delta((k1+k2) v1 - k1 v2 - k2 v4) [A + B P(1/(v2 - v1))],
+
+    a single three-body resonance, couplings U(k1), U(k2), U(k1+k2) only, and an ordinary
+    principal value (the fourth-order one reduced by its finite part). The stage's report
+    (terms kept, powers of 1/(v2 - v1) met, highest DF derivative) is ``d["canonical"].output[1]``."""
+    from derive.canonical import line_form
+
+    resonance = three_body_operator(progress=progress)
+    d = resonance.derivation
+    term, _ = d.run("canonical", "three-body line: delta derivatives integrated by parts, finite part of the "
+                    "fourth-order principal value, wavenumbers relabelled to one resonance",
+                    lambda: line_form(resonance.flux[0]), lambda r: len(sp_add_args(r[0].body)), None, progress)
+    return Operator(2, 1, False, list(ASSUMPTIONS), [[term]], d)
+
+
+def sp_add_args(expr):
+    import sympy as sp
+
+    return sp.Add.make_args(sp.expand(expr))
 
 
 def pinch_evidence(op: Operator, harmonics: dict) -> Evidence:
@@ -111,8 +136,9 @@ def pinch_evidence(op: Operator, harmonics: dict) -> Evidence:
     ``harmonics`` ({k: U_k}, numbers or symbols): its resonance-form flux summed over the
     allowed wavevectors, every resonance put on a definite side of a primitive argument, and
     the products of opposite-side resonances at one argument summed (exactly 0 when they cancel)."""
-    if op.order != 2 or op.dimension != 1:
-        raise ValueError("pinch_evidence applies to the order-2, 1D operator")
+    if op.order != 2 or op.dimension != 1 or op.form != "resonance":
+        raise ValueError("pinch_evidence applies to the order-2, 1D operator in resonance form "
+                         "(derive.collision_operator(2, form='resonance'))")
     if not harmonics or any((not isinstance(k, int)) or k < 1 for k in harmonics):
         raise ValueError(f"harmonics must map integers k >= 1 to U_k, got {harmonics!r}")
     table = {k: u for k, u in harmonics.items() if u != 0}

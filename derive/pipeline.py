@@ -38,23 +38,31 @@ def _check_options(order: int, dimension: int) -> None:
         raise ValueError(f"dimension must be 1, 2 or 3, got {dimension!r}")
 
 
-def collision_operator(order: int, dimension: int = 1, collective: bool = False, *,
+def collision_operator(order: int, dimension: int = 1, collective: bool = False, *, form: str = "canonical",
                        progress=None) -> Operator:
     """Derive the kinetic equation at ``order`` in mu = 1/N (0: Vlasov, 1: Landau, 2: the
     three-body operator of 1D homogeneous systems, :func:`derive.order2.three_body_operator`).
 
     ``collective=True`` (order 1) skips the hot limit and solves the collective terms in
     :func:`derive.collective.balescu_lenard`: the Balescu-Lenard operator.
+
+    ``form`` (order 2 only): "canonical" (default; :func:`derive.order2.canonical_operator`, the
+    single-resonance, well-posed form) or "resonance" (the exact long-time flux as products of
+    boundary values, :func:`derive.order2.three_body_operator`).
     """
     _check_options(order, dimension)
+    if form not in ("canonical", "resonance"):
+        raise ValueError(f"form must be 'canonical' or 'resonance', got {form!r}")
+    if form != "canonical" and order != 2:
+        raise ValueError(f"form={form!r} exists for order 2 only (got order={order})")
     if order == 2:
         if dimension != 1 or collective:
             raise NotImplementedError("the order-2 (three-body) operator is derived for dimension=1 in the "
                                       f"hot limit (collective=False); got dimension={dimension}, "
                                       f"collective={collective}")
-        from derive.order2 import three_body_operator
+        from derive.order2 import canonical_operator, three_body_operator
 
-        return three_body_operator(progress=progress)
+        return canonical_operator(progress=progress) if form == "canonical" else three_body_operator(progress=progress)
     options = {"order": order, "dimension": dimension, "collective": collective}
     d = Derivation(options)
     d.run("liouville", "Liouville equation of the N-body PDF", lambda: liouville(dimension), lambda x: 3,

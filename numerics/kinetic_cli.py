@@ -43,8 +43,11 @@ def register(subparsers) -> None:
     p.add_argument("--v", type=float, nargs=3, default=None, metavar=("VMIN", "VMAX", "POINTS"),
                    help="velocity grid (default 0 .. 3 sigma, 16 points)")
     p.add_argument("--backend", choices=("numpy", "jax"), default="jax")
-    p.add_argument("--levels", type=int, default=3, help="eps halvings for the Richardson extrapolation (2-5)")
-    p.add_argument("--eps0", type=float, default=0.2, help="largest regularisation width, units of sigma")
+    p.add_argument("--method", choices=("line", "plane"), default="line",
+                   help="line: canonical operator (default); plane: resonance form, eps -> 0 (cross-check)")
+    p.add_argument("--panels", type=int, default=8, help="line method: Gauss-Legendre panels (even, default 8)")
+    p.add_argument("--levels", type=int, default=3, help="plane method: eps halvings for Richardson (2-5)")
+    p.add_argument("--eps0", type=float, default=0.2, help="plane method: largest regularisation width (sigma)")
     p.add_argument("--allow-unstable", action="store_true", help="evaluate even when Q <= Q_c (warns)")
     p.add_argument("--out", default="flux.json", help="JSON output (a PNG is written next to it)")
     p.set_defaults(func=_cmd_flux)
@@ -73,8 +76,8 @@ def _cmd_flux(args) -> int:
         if not float(args.v[2]).is_integer() or args.v[2] < 1:
             raise ValueError(f"--v POINTS must be an integer >= 1, got {args.v[2]}")
         v = np.linspace(args.v[0], args.v[1], int(args.v[2]))
-    r = flux(potential, df, v, N=args.N, kmax=args.kmax, backend=args.backend, levels=args.levels,
-             eps0=args.eps0, allow_unstable=args.allow_unstable)
+    r = flux(potential, df, v, N=args.N, kmax=args.kmax, backend=args.backend, method=args.method,
+             panels=args.panels, levels=args.levels, eps0=args.eps0, allow_unstable=args.allow_unstable)
     path = r.save(args.out)
     png = _plot(r, Path(path).with_suffix(".png"))
     print(f"{potential!r}, {df!r}, N = {args.N:g}, Q = {r.Q:.4g}: {r.seconds:.1f} s ({args.backend})")

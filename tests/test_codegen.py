@@ -68,6 +68,11 @@ def _random_inputs(rng, term: FourierTerm, dimension: int, n: int = 300):
         for comp in derive.fourier.components(s, dimension):
             q = rng.integers(1, 5, size=n) * rng.choice([-1, 1], size=n)
             values[comp.name] = q
+    for form in term.nonzero:  # excluded wavevector combinations (k1 + k2 = 0): redraw until none vanishes
+        f = sp.lambdify(list(term.sums), form, "numpy")
+        while np.any(bad := f(*[values[s.name] for s in term.sums]) == 0):
+            for s in term.sums:
+                values[s.name] = np.where(bad, rng.integers(1, 5, size=n) * rng.choice([-1, 1], size=n), values[s.name])
     values["mu"] = 0.37
     dfs = {}
     for node in term.body.atoms(sp.Derivative, AppliedUndef):

@@ -185,15 +185,15 @@ def test_hmf_regularised_flux_vanishes_for_maxwellian_and_converges_for_n4(hmf_p
 def three_body():
     from derive import collision_operator
 
-    return collision_operator(2)
+    return collision_operator(2, form="resonance")
 
 
 def test_collision_operator_order2_is_the_resonance_form(three_body):
-    """derive.collision_operator(2) runs every order-2 stage and returns the flux in resonance
-    form: 48 terms, two summed wavevectors, particles 2 and 4 integrated, products of at most
-    three same-side resonances, order mu^2, four couplings U per monomial."""
+    """derive.collision_operator(2, form="resonance") runs every order-2 stage and returns the
+    flux in resonance form: 48 terms, two summed wavevectors, particles 2 and 4 integrated,
+    products of at most three same-side resonances, order mu^2, four couplings U per monomial."""
     op = three_body
-    assert op.name == "three_body_1d" and op.order == 2 and op.dimension == 1
+    assert op.name == "three_body_resonance_1d" and op.order == 2 and op.dimension == 1
     assert op.derivation.stage_names()[-1] == "combine_resonances"
     assert {"hot_limit", "drop_landau_source", "drop_two_body_source", "drop_nonlinear_sources"} <= set(op.assumptions)
     terms = op.flux[0]
