@@ -552,7 +552,9 @@ def evolve(flux_fn, phi0, v_edges_or_grid, t_end: float, *, method: str = "dopri
     default) it is rescaled to unit mass (M = 1), the factor reported in ``info``.
     ``v_edges_or_grid``: a :class:`VelocityGrid` or the n + 1 uniformly spaced cell faces
     (n >= 8).
-    ``method``: "dopri5" (Dormand-Prince 5(4)) or "bs32" (Bogacki-Shampine 3(2)).
+    ``method``: "dopri5" (Dormand-Prince 5(4)) or "bs32" (Bogacki-Shampine 3(2)), explicit; or
+    "bdf" (implicit, variable order, for stiff operators such as the 1/N^2 flux: see
+    :mod:`numerics.evolve_implicit`, which also offers checkpoints and resume).
     ``rtol``, ``atol``: error tolerances (> 0); atol in units of phi.
     ``dt0``: first trial step (default: Hairer's starting-step estimate); ``dt_max``: largest step
     (default: no limit besides landing on output times); ``dt_min``: the floor below which a
@@ -572,6 +574,16 @@ def evolve(flux_fn, phi0, v_edges_or_grid, t_end: float, *, method: str = "dopri
     (naming the time) for NaN/inf in phi or the flux, :class:`EvolutionError` when the step
     collapses below ``dt_min`` or ``max_steps`` is exceeded.
     """
+    if method == "bdf":
+        from numerics.evolve_implicit import evolve_implicit
+
+        if dt_max is not None:
+            raise ValueError("dt_max is not supported with method='bdf'")
+        return evolve_implicit(flux_fn, phi0, v_edges_or_grid, t_end, rtol=rtol, atol=atol, n_snapshots=n_snapshots,
+                               output_times=output_times, normalise=normalise, dt0=dt0, dt_min=dt_min,
+                               negativity_tol=negativity_tol, entropy_slack=entropy_slack,
+                               check_entropy=check_entropy, max_steps=max_steps, edge_warning=edge_warning,
+                               progress=progress)
     if not callable(flux_fn):
         raise TypeError(f"flux_fn must be callable as flux_fn(phi, grid), got {type(flux_fn).__name__}")
     grid = _as_grid(v_edges_or_grid)
@@ -579,7 +591,7 @@ def evolve(flux_fn, phi0, v_edges_or_grid, t_end: float, *, method: str = "dopri
     rtol = _positive_float("rtol", rtol)
     atol = _positive_float("atol", atol)
     if method not in TABLEAUX:
-        raise ValueError(f"method must be one of {sorted(TABLEAUX)}, got {method!r}")
+        raise ValueError(f"method must be one of {sorted(TABLEAUX) + ['bdf']}, got {method!r}")
     tab = TABLEAUX[method]
     dt_min = 1e-12 * t_end if dt_min is None else _positive_float("dt_min", dt_min)
     dt_max = math.inf if dt_max is None else _positive_float("dt_max", dt_max)

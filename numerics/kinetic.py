@@ -338,16 +338,21 @@ def _line_span(v1, sigma, support) -> float:
 
 
 def line_integral(lines: list[_Line], v1, df, *, sigma: float, mu: float, panels: int, order: int = 8,
-                  support=None) -> np.ndarray:
+                  support=None, at_v1: dict | None = None) -> np.ndarray:
     """NumPy reference: J(v1) = sum_lines |1/k2| int dy [A + B P(1/(v1 - v2))] at v2 = v1 + y,
     v4 = v1 + c y, for every v1 at once. The y range covers the DF's support seen from v1,
-    shrunk by |c| for the pairs whose v4 moves faster than v2."""
+    shrunk by |c| for the pairs whose v4 moves faster than v2.
+
+    ``at_v1`` ({order: values at v1}) replaces the DF's derivatives at v1 (not divided by 2 pi):
+    the flux is linear in them, which :func:`three_body_flux_fn` uses to split it into
+    coefficients of phi, phi', phi'' at v1."""
     v1 = np.asarray(v1, dtype=float)
     support = support if support is not None else df.support(1e-14)
     span = _line_span(v1, sigma, support)
     t, tw = line_nodes(panels, order)
     orders = sorted({o for ln in lines for _, _, o in ln.df_args})
-    f1 = {k: df.derivative(v1, k)[:, None] / TWO_PI for k in orders}
+    f1 = {k: (df.derivative(v1, k) if at_v1 is None else np.broadcast_to(at_v1[k], v1.shape))[:, None] / TWO_PI
+          for k in orders}
     V1 = v1[:, None]
     total = np.zeros(v1.size)
     at_v2: dict = {}
@@ -467,13 +472,15 @@ class _JaxLine:
         self._fn = jax.jit(integral)
         self._jnp = jnp
 
-    def __call__(self, v1, df, *, sigma, mu, panels, order=8, support=None, table=None) -> np.ndarray:
+    def __call__(self, v1, df, *, sigma, mu, panels, order=8, support=None, table=None, at_v1=None) -> np.ndarray:
         jnp = self._jnp
         support = support if support is not None else df.support(1e-14)
         x0, h, values = table if table is not None else df_table(df, self.orders, sigma, support)
         t, tw = line_nodes(panels, order)
         span = _line_span(np.asarray(v1), sigma, support)
-        f1 = {k: jnp.asarray(df.derivative(np.asarray(v1, dtype=float), k) / TWO_PI) for k in self.orders}
+        v1a = np.asarray(v1, dtype=float)
+        f1 = {k: jnp.asarray((df.derivative(v1a, k) if at_v1 is None else np.broadcast_to(at_v1[k], v1a.shape)) / TWO_PI)
+              for k in self.orders}
         out = self._fn(jnp.asarray(v1, dtype=float), f1, jnp.asarray(values), x0, h, jnp.asarray(t),
                        jnp.asarray(tw), span, mu)
         return np.asarray(out)
@@ -512,8 +519,8 @@ def _line_evaluator(backend: str, harmonics: dict):
         module = load(OPERATOR, backend)
         lines = line_instances(prepare(module, harmonics, half=True))
         if backend == "numpy":
-            def evaluate(v1, df, *, sigma, mu, panels, support=None, lines=lines):
-                return line_integral(lines, v1, df, sigma=sigma, mu=mu, panels=panels, support=support)
+            def evaluate(v1, df, *, sigma, mu, panels, support=None, at_v1=None, lines=lines):
+                return line_integral(lines, v1, df, sigma=sigma, mu=mu, panels=panels, support=support, at_v1=at_v1)
         else:
             evaluate = _JaxLine(lines)
         _LINE_EVALUATORS[key] = (module, evaluate)
@@ -592,6 +599,28 @@ def _check_inputs(potential, df, v, N, kmax, levels, eps0):
     return v, int(kmax)
 
 
+def check_validity(potential: Potential, df: VelocityDistribution, kmax: int, *, allow_unstable: bool = False,
+                   stacklevel: int = 2) -> float:
+    """The hot-limit theory's domain: Q <= Q_c raises :class:`TheoryNotApplicable` (with
+    ``allow_unstable`` it warns instead), Q < 2 Q_c warns that collective effects are not small.
+    Returns Q."""
+    from numerics.models.stability import Q as stability_Q
+    from numerics.models.stability import critical_Q
+
+    q = stability_Q(potential, df, kmax)
+    q_c = critical_Q(df)
+    if q <= q_c:
+        message = (f"Q = {q:.4g} <= Q_c = {q_c:.4g}: the homogeneous state is linearly unstable and the "
+                   "hot-limit three-body theory does not apply (raise sigma or weaken the potential)")
+        if not allow_unstable:
+            raise TheoryNotApplicable(message + "; pass allow_unstable=True to evaluate anyway")
+        warnings.warn(message + " (allow_unstable=True)", RuntimeWarning, stacklevel=stacklevel)
+    elif q < 2.0 * q_c:
+        warnings.warn(f"Q = {q:.4g} < 2 Q_c = {2 * q_c:.4g}: collective effects the hot-limit theory neglects "
+                      "are not small", RuntimeWarning, stacklevel=stacklevel)
+    return q
+
+
 def richardson(values) -> tuple[np.ndarray, np.ndarray]:
     """Extrapolate values[j] = J(eps0 / 2^j) to eps -> 0 assuming J = J0 + a eps + b eps^2 + ...
     (Richardson table); returns (J0, |J0 - the extrapolant one order lower|)."""
@@ -629,9 +658,6 @@ def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: i
     Raises :class:`TheoryNotApplicable` (plane method, pinched potentials; and, unless
     ``allow_unstable``, Q <= Q_c).
     """
-    from numerics.models.stability import Q as stability_Q
-    from numerics.models.stability import critical_Q
-
     start = time.perf_counter()
     v, kmax = _check_inputs(potential, df, v, N, kmax, levels, eps0)
     if method not in ("line", "plane"):
@@ -654,17 +680,7 @@ def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: i
             f"(e.g. {sums[0][0]} + {sums[0][1]} = {sums[0][2]}): the resonance form then holds pinched "
             "products of boundary values that do not cancel (derive.order2.pinch_evidence), so its eps -> 0 "
             "limit does not exist. Use method='line' (the canonical operator).")
-    q = stability_Q(potential, df, kmax)
-    q_c = critical_Q(df)
-    if q <= q_c:
-        message = (f"Q = {q:.4g} <= Q_c = {q_c:.4g}: the homogeneous state is linearly unstable and the "
-                   "hot-limit three-body theory does not apply (raise sigma or weaken the potential)")
-        if not allow_unstable:
-            raise TheoryNotApplicable(message + "; pass allow_unstable=True to evaluate anyway")
-        warnings.warn(message + " (allow_unstable=True)", RuntimeWarning, stacklevel=2)
-    elif q < 2.0 * q_c:
-        warnings.warn(f"Q = {q:.4g} < 2 Q_c = {2 * q_c:.4g}: collective effects the hot-limit theory neglects "
-                      "are not small", RuntimeWarning, stacklevel=2)
+    q = check_validity(potential, df, kmax, allow_unstable=allow_unstable, stacklevel=3)
     sigma = float(df.sigma)
     lo, hi = df.support(1e-14)
     mu = 1.0 / float(N)
@@ -839,3 +855,106 @@ def verify(operator: str = OPERATOR, *, examples: int = 3, seed: int = 0, log=No
             diff = float(np.max(np.abs(a.flux - b.flux)) / np.max(np.abs(a.flux)))
             record("numpy_jax_agreement", diff < 1e-8, f"{tag}: max relative difference {diff:.1e}", example=e)
     return {"operator": operator, "seed": seed, "examples": examples, "checks": checks}
+
+
+# ---------------------------------------------------------------------------------------
+# the flux as an operator on cell values, for the kinetic-equation integrator
+
+class _SplineProfile:
+    """phi from cell values by a quintic interpolating spline (zero beyond the walls), with the
+    derivatives the canonical flux needs; what :func:`line_integral` reads from a DF."""
+
+    def __init__(self, centres, values, edges):
+        from scipy.interpolate import make_interp_spline
+
+        x = np.concatenate([[edges[0]], centres, [edges[-1]]])
+        y = np.concatenate([[0.0], values, [0.0]])
+        self._spline = make_interp_spline(x, y, k=5)
+        self._lo, self._hi = float(edges[0]), float(edges[-1])
+        mass = float(np.sum(values) * (edges[1] - edges[0]))
+        mean = float(np.sum(centres * values) * (edges[1] - edges[0]) / mass)
+        self.sigma = math.sqrt(max(float(np.sum((centres - mean) ** 2 * values) * (edges[1] - edges[0]) / mass), 1e-300))
+
+    def support(self, tol=None):
+        return self._lo, self._hi
+
+    def derivative(self, v, order: int):
+        v = np.asarray(v, dtype=float)
+        inside = (v >= self._lo) & (v <= self._hi)
+        return np.where(inside, self._spline(np.clip(v, self._lo, self._hi), nu=int(order)), 0.0)
+
+
+def three_body_flux_fn(potential: Potential, *, N: float, kmax: int | None = None, panels: int = 8,
+                       conserve: bool = True, backend: str = "numpy"):
+    """``flux_fn(phi, grid)`` for :func:`numerics.evolve.evolve`: the canonical 1/N^2 flux at
+    the interior cell faces of a finite-volume grid, phi the cell values.
+
+    The canonical flux is linear in the DF's values at v1: 𝓕(v1) = a phi + b phi' + c phi''
+    (derivatives at v1 of order <= 2; a, b, c integrals of the DF at the other two velocities).
+    The coefficients a, b, c are computed at the faces from a quintic interpolating spline of
+    the cell values (zero beyond the walls), which the line integrals need up to fourth order;
+    phi, phi', phi'' at a face use the compact stencils (phi_i + phi_i+1)/2, (phi_i+1 - phi_i)/dv,
+    (phi_i+2 - phi_i+1 - phi_i + phi_i-1)/(2 dv^2) (c vanishes identically, tested; the stencil is
+    kept for other operators). So the flux through a face vanishes where phi vanishes around it
+    (no spline ringing carried into empty tail cells). Accuracy against the flux of the sampled
+    profile (HMF, n = 4, grid +-4.5 sigma): 5.9 % of max |F| on 32 cells, 3.0 % on 64 (first
+    order in dv, from the spline's fourth derivatives).
+
+    The operator conserves momentum and energy exactly; the discrete face fluxes do so only to
+    the discretisation accuracy. With ``conserve`` (default) they are corrected by
+    (alpha + beta v_f) phi_f, alpha and beta chosen so that sum_f F_f = 0 and sum_f v_f F_f = 0
+    hold to round-off: the discrete conservation laws of the finite-volume scheme
+    (:mod:`numerics.evolve`). The size of the last correction relative to max |F| is
+    ``flux_fn.last_correction``, the largest so far ``flux_fn.largest_correction``; the evolution
+    examples report them. ``backend``: "numpy" (reference) or "jax"."""
+    kmax = potential.kmax_exact if kmax is None else kmax
+    if kmax is None or isinstance(kmax, bool) or not isinstance(kmax, (int, np.integer)) or kmax < 1:
+        raise ValueError(f"kmax must be an integer >= 1 (required for {type(potential).__name__}), got {kmax!r}")
+    harmonics = harmonics_of(potential, int(kmax))
+    if not harmonics:
+        raise ValueError(f"potential has no non-zero harmonic up to kmax = {kmax}")
+    if isinstance(N, bool) or not (isinstance(N, (int, float, np.integer, np.floating)) and math.isfinite(N) and N >= 1):
+        raise ValueError(f"N must be a finite number >= 1, got {N!r}")
+    if backend not in ("numpy", "jax"):
+        raise ValueError(f"backend must be 'numpy' or 'jax', got {backend!r}")
+    if isinstance(panels, bool) or not isinstance(panels, (int, np.integer)) or panels < 2 or panels % 2:
+        raise ValueError(f"panels must be an even integer >= 2, got {panels!r}")
+    _, evaluate = _line_evaluator(backend, harmonics)
+    module = _line_evaluator("numpy", harmonics)[0]
+    lines = line_instances(prepare(module, harmonics, half=True))
+    v1_orders = sorted({o for ln in lines for _, particle, o in ln.df_args if particle == 1})
+    all_orders = sorted({o for ln in lines for _, _, o in ln.df_args})
+    if max(v1_orders) > 2:
+        raise ValueError(f"the operator needs derivatives of order {max(v1_orders)} at v1; the face stencils go to 2")
+    mu = 1.0 / float(N)
+
+    def flux_fn(phi, grid):
+        phi = np.asarray(phi, dtype=float)
+        profile = _SplineProfile(grid.centres, phi, grid.edges)
+        faces = grid.interior_faces
+        dv = grid.dv
+        padded = np.concatenate([[0.0], phi, [0.0]])  # ghost cells beyond the walls
+        local = {0: 0.5 * (phi[1:] + phi[:-1]),
+                 1: (phi[1:] - phi[:-1]) / dv,
+                 2: (padded[3:] - padded[2:-1] - padded[1:-2] + padded[:-3]) / (2.0 * dv * dv)}
+        F = np.zeros(faces.size)
+        for o in v1_orders:
+            unit = {k: (1.0 if k == o else 0.0) for k in all_orders}
+            coeff = evaluate(faces, profile, sigma=profile.sigma, mu=mu, panels=panels,
+                             support=profile.support(), at_v1=unit)
+            F += 2.0 * TWO_PI * np.asarray(coeff) * local[o]
+        if conserve:
+            w = local[0]
+            m = np.array([[np.sum(w), np.sum(faces * w)], [np.sum(faces * w), np.sum(faces**2 * w)]])
+            a, b = np.linalg.solve(m, np.array([np.sum(F), np.sum(faces * F)]))
+            correction = (a + b * faces) * w
+            scale = max(float(np.max(np.abs(F))), 1e-300)
+            flux_fn.last_correction = float(np.max(np.abs(correction))) / scale
+            flux_fn.largest_correction = max(flux_fn.largest_correction, flux_fn.last_correction)
+            F = F - correction
+        return F
+
+    flux_fn.last_correction = 0.0
+    flux_fn.largest_correction = 0.0
+    flux_fn.operator_name = f"{OPERATOR} U={harmonics} N={float(N):g} panels={panels} conserve={bool(conserve)}"
+    return flux_fn

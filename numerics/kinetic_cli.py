@@ -62,6 +62,83 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the report as JSON")
     p.set_defaults(func=_cmd_verify)
+    register_evolve(subparsers)
+
+
+def register_evolve(subparsers) -> None:
+    p = subparsers.add_parser("evolve", help="integrate the 1/N^2 kinetic equation (relaxation of a velocity PDF)",
+                              description="Evolve phi(v, t) under the derived three-body flux (canonical operator, "
+                              "finite volumes, implicit BDF steps); write NPZ + PNG with phi at the snapshots, "
+                              "mass, momentum, energy and entropy per step. Time is reported as t and as "
+                              "tau = t / N^2 (the flux scales as 1/N^2).")
+    _add_model_arguments(p)
+    p.add_argument("--N", type=float, default=1000.0, help="number of particles (>= 2; default 1000)")
+    p.add_argument("--tau-end", type=float, default=1000.0,
+                   help="final time in units of N^2 (t_end = tau_end N^2; default 1000)")
+    p.add_argument("--cells", type=int, default=32, help="finite-volume cells (default 32)")
+    p.add_argument("--vmax", type=float, default=4.5, help="grid half-width in units of sigma (default 4.5)")
+    p.add_argument("--snapshots", type=int, default=11, help="snapshots including t = 0 and t_end (default 11)")
+    p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument("--atol", type=float, default=1e-9)
+    p.add_argument("--backend", choices=("numpy", "jax"), default="jax")
+    p.add_argument("--allow-unstable", action="store_true", help="run even when Q <= Q_c (warns)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint NPZ (default: OUT with .checkpoint.npz)")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds of wall time (default 60)")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                   help="continue the run saved in CHECKPOINT (model options must match the original run)")
+    p.add_argument("--out", default="evolve.npz", help="result NPZ (a PNG is written next to it)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_evolve)
+
+
+def _cmd_evolve(args) -> int:
+    import numpy as np
+
+    from numerics.evolve import VelocityGrid
+    from numerics.evolve_implicit import evolve_implicit, resume
+    from numerics.kinetic import check_validity, three_body_flux_fn
+    from numerics.models import Gaussian
+
+    potential, df = _models(args)
+    kmax = args.kmax if args.kmax is not None else potential.kmax_exact
+    if kmax is None:
+        raise ValueError(f"--kmax is required for {type(potential).__name__} (an integer >= 1)")
+    if not args.N >= 2:
+        raise ValueError(f"--N must be >= 2, got {args.N}")
+    if not args.tau_end > 0:
+        raise ValueError(f"--tau-end must be > 0, got {args.tau_end}")
+    if args.cells < 8:
+        raise ValueError(f"--cells must be >= 8, got {args.cells}")
+    if not args.vmax > 0:
+        raise ValueError(f"--vmax must be > 0 (units of sigma), got {args.vmax}")
+    check_validity(potential, df, kmax, allow_unstable=args.allow_unstable)
+    flux_fn = three_body_flux_fn(potential, N=args.N, kmax=kmax, backend=args.backend)
+    out = Path(args.out)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".checkpoint.npz")
+    progress = not args.no_progress
+    if args.resume:
+        result = resume(flux_fn, args.resume, progress=progress, checkpoint_every=args.checkpoint_every)
+    else:
+        sigma = df.sigma
+        grid = VelocityGrid.uniform(df.mean - args.vmax * sigma, df.mean + args.vmax * sigma, args.cells)
+        result = evolve_implicit(flux_fn, df, grid, args.tau_end * args.N**2, rtol=args.rtol, atol=args.atol,
+                                 n_snapshots=args.snapshots, checkpoint=checkpoint,
+                                 checkpoint_every=args.checkpoint_every, progress=progress)
+    result.info.update({"potential": potential.parameters(), "initial_df": df.parameters(), "N": args.N,
+                        "kmax": kmax})
+    path = result.save(out)
+    png = result.plot(out.with_suffix(".png"), title=f"{potential!r}, {df!r}, N = {args.N:g}")
+    grid = result.grid
+    m = result.mass[-1]
+    mean = result.momentum[-1] / m
+    var = 2.0 * result.energy[-1] / m - mean**2
+    target = m * Gaussian(float(np.sqrt(var))).pdf(grid.centres - mean)
+    print(result.summary())
+    print(f"distance to the Maxwellian of the same mass, momentum and energy (max |phi - phi_M| / max phi_M): "
+          f"{np.max(np.abs(result.phi_out[0] - target)) / np.max(target):.3e} at t = 0 -> "
+          f"{np.max(np.abs(result.phi - target)) / np.max(target):.3e} at tau = {result.t[-1] / args.N**2:g}")
+    print(f"wrote {path}, {png}; checkpoint {checkpoint if not args.resume else args.resume}")
+    return 0
 
 
 def _cmd_flux(args) -> int:
