@@ -335,3 +335,77 @@ def two_body_evidence(resonance_op, harmonics: dict) -> "Evidence":
     return Evidence("two_body_lines_vanish", holds,
                     f"for U = {harmonics}: the one-delta terms on the two-body lines sum to "
                     + ("exactly 0 on every line" if holds else "a non-zero remainder"), list(parts.values()))
+
+
+#: the three pair couplings of a fundamental resonance: products of two of U(k1), U(k2), U(k1+k2)
+def pair_couplings():
+    from derive.symbols import U
+
+    u1, u2, u3 = U(K1), U(K2), U(K1 + K2)
+    return {"X": u1 * u2, "Y": u1 * u3, "Z": u2 * u3}
+
+
+def coupling_form(op) -> tuple[dict, "Evidence"]:
+    """The canonical flux as a quadratic form in the three pair couplings
+    X = U(k1) U(k2), Y = U(k1) U(k1+k2), Z = U(k2) U(k1+k2):
+
+        body = sum_{P <= Q} P Q * C_PQ(v1, v2, v4; k1, k2),
+
+    the shape of the published coupling |Lambda|^2 with Lambda linear in X, Y, Z (a three-body
+    interaction through two successive pair interactions). Returns ({"XX": C, "XY": C, ...},
+    evidence). The evidence holds when every monomial of the body is of degree 4 in U(k1), U(k2),
+    U(k1+k2) and lies in the span of the products of two pair couplings (it then names the
+    products that occur); it is the symbolic part of the coupling check -- that C is a
+    non-negative square once integrated is what the numerical H-theorem checks test."""
+    from derive.operator import Evidence
+    from derive.symbols import U
+
+    if op.order != 2 or op.form != "canonical":
+        raise ValueError("coupling_form applies to the canonical order-2 operator")
+    (term,) = op.flux[0]
+    u = (U(K1), U(K2), U(K1 + K2))
+    products = {"XX": (2, 2, 0), "YY": (2, 0, 2), "ZZ": (0, 2, 2), "XY": (2, 1, 1), "XZ": (1, 2, 1), "YZ": (1, 1, 2)}
+    by_powers = {v: k for k, v in products.items()}
+    out: dict = collections.defaultdict(lambda: sp.Integer(0))
+    stray = []
+    for mono in sp.Add.make_args(sp.expand(term.body)):
+        pd = mono.as_powers_dict()
+        powers = tuple(int(pd.get(x, 0)) for x in u)
+        other = [a for a in mono.atoms(U) if a not in u]
+        if other or powers not in by_powers:
+            stray.append(mono)
+            continue
+        out[by_powers[powers]] += mono / sp.Mul(*[x**p for x, p in zip(u, powers)])
+    present = sorted(k for k, v in out.items() if v != 0)
+    holds = not stray
+    statement = (f"every monomial is a product of two pair couplings X = U(k1)U(k2), Y = U(k1)U(k1+k2), "
+                 f"Z = U(k2)U(k1+k2): {'yes' if holds else f'NO ({len(stray)} monomials outside the span)'}; "
+                 f"products present: {', '.join(present)} "
+                 f"({', '.join(str(len(sp.Add.make_args(out[k]))) for k in present)} monomials)")
+    return dict(out), Evidence("coupling_quadratic_in_pair_couplings", holds, statement,
+                               [sp.Symbol(k) for k in present])
+
+
+def single_harmonic(op, amplitude=None) -> tuple[sp.Expr, list]:
+    """The canonical flux specialised to one harmonic (the HMF: U_1 = ``amplitude``, default the
+    symbol U1; every other U_k = 0), with the wavenumber sums carried out: the pairs (k1, k2)
+    whose couplings do not all vanish are listed and their integrands summed, each with its
+    own resonance delta((k1+k2) v1 - k1 v2 - k2 v4). Returns (expression, pairs)."""
+    from derive.symbols import U
+
+    if op.order != 2 or op.form != "canonical":
+        raise ValueError("single_harmonic applies to the canonical order-2 operator")
+    amp = sp.Symbol("U1", positive=True) if amplitude is None else sp.sympify(amplitude)
+    (term,) = op.flux[0]
+    pairs, total = [], sp.Integer(0)
+    for k1 in range(-2, 3):
+        for k2 in range(-2, 3):
+            if 0 in (k1, k2, k1 + k2):
+                continue
+            body = term.body.xreplace({K1: k1, K2: k2})
+            body = body.replace(lambda a: isinstance(a, U), lambda a: amp if abs(int(a.args[0])) == 1 else sp.Integer(0))
+            body = sp.expand(body)
+            if body != 0:
+                pairs.append((k1, k2))
+                total += body
+    return total, pairs

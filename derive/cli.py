@@ -65,10 +65,16 @@ def run(args) -> int:
             print(ev)
         print(op.check_h_theorem())
     if args.checks and op.order == 2 and op.form == "canonical":
-        from derive.canonical import structure_evidence
+        from derive.canonical import coupling_form, single_harmonic, structure_evidence
 
         ev = structure_evidence(op)
         print(f"[{'holds' if ev.holds else 'FAILS'}] {ev.name}: {ev.statement}")
+        _, ev = coupling_form(op)
+        print(f"[{'holds' if ev.holds else 'FAILS'}] {ev.name}: {ev.statement}")
+        hmf, pairs = single_harmonic(op)
+        print(f"single harmonic (HMF, U_1 = U1): pairs (k1, k2) = {pairs}, {len(sp.Add.make_args(hmf))} monomials;"
+              f" J(v1) = sum over the pairs of int dv2 dv4 of")
+        print(f"  {hmf}")
     if args.checks and op.order == 2 and op.form == "resonance":
         from derive.canonical import two_body_evidence
         from derive.order2 import pinch_evidence

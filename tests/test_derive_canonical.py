@@ -118,3 +118,42 @@ def test_canonical_line_matches_the_plane_limit_on_random_sum_free_potentials():
         assert abs(line.flux[0] - plane.flux[0]) <= 3 * plane.error[0] + 2e-3 * abs(line.flux[0]), (line.flux, plane.flux, plane.error)
 
     check()
+
+
+def test_coupling_is_a_quadratic_form_in_the_pair_couplings(canonical):
+    """Three-body coupling through two pair interactions: the flux is quartic in U(k1), U(k2),
+    U(k1+k2) and every monomial is a product of two of X = U1 U2, Y = U1 U3, Z = U2 U3."""
+    op, _ = canonical
+    forms, ev = C.coupling_form(op)
+    assert ev.holds, ev.statement
+    assert set(forms) <= {"XX", "YY", "ZZ", "XY", "XZ", "YZ"}
+    # summed back, the form is the operator's body
+    pc = C.pair_couplings()
+    rebuilt = sum(pc[k[0]] * pc[k[1]] * v for k, v in forms.items())
+    (term,) = op.flux[0]
+    assert sp.expand(rebuilt - term.body) == 0
+
+
+def test_coupling_form_rejects_what_is_not_a_pair_product(canonical):
+    from derive.symbols import U
+
+    op, _ = canonical
+    (term,) = op.flux[0]
+    bad = Operator(2, 1, False, list(op.assumptions),
+                   [[type(term)(term.body + U(C.K1) ** 4 * sp.DiracDelta(C.resonance()), term.sums, term.integrals,
+                                term.nonzero)]], op.derivation)
+    _, ev = C.coupling_form(bad)
+    assert not ev.holds and "NO" in ev.statement
+
+
+def test_single_harmonic_reduction(canonical):
+    """HMF: only the pairs with |k1| = |k2| = 1 (coupling X = U1^2) or |k2| = |k1 + k2| = 1
+    (Z = U1^2) survive: (1, 1), (-1, -1), (2, -1), (-2, 1); quartic in U1."""
+    op, _ = canonical
+    expr, pairs = C.single_harmonic(op)
+    assert sorted(pairs) == [(-2, 1), (-1, -1), (1, 1), (2, -1)]
+    U1 = sp.Symbol("U1", positive=True)
+    assert all(sp.Poly(m.as_independent(U1)[1], U1).degree() == 4 for m in sp.Add.make_args(expr))
+    deltas = {sp.expand(d.args[0]) for d in expr.atoms(sp.DiracDelta)}
+    v1, v2, v4 = C.V1, C.V2, C.V4
+    assert {sp.expand(d**2) for d in deltas} == {sp.expand((2 * v1 - v2 - v4) ** 2), sp.expand((v1 - 2 * v2 + v4) ** 2)}
