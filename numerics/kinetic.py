@@ -636,7 +636,7 @@ def richardson(values) -> tuple[np.ndarray, np.ndarray]:
 def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: int | None = None,
          backend: str = "numpy", method: str = "line", panels: int = 8, check_kmax: bool | None = None,
          levels: int = 3, eps0: float = 0.2, points_per_eps: float = 4.5,
-         allow_unstable: bool = False, progress=None) -> FluxResult:
+         allow_unstable: bool = False, tol: float | None = None, progress=None) -> FluxResult:
     """The 1/N^2 flux (continuity convention, physical units) at velocities ``v``.
 
     ``potential`` is truncated at ``kmax`` (default: its exact range); ``df`` must be smooth
@@ -645,7 +645,9 @@ def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: i
     ``method="line"`` (default) evaluates the canonical operator (``three_body_1d``): per pair
     (k1, k2) one integral along the resonance line, Gauss-Legendre in ``panels`` panels with
     symmetric pairing around v2 = v1 (the ordinary principal value). The error estimate is the
-    change from panels/2 to panels. Any finite (or truncated) potential.
+    change from panels/2 to panels. Any finite (or truncated) potential. With ``tol`` the panels
+    are doubled (up to 512) until that estimate is <= tol x max |flux|; if 512 panels do not
+    reach it, a RuntimeWarning says so (the estimate is returned either way).
 
     ``method="plane"`` evaluates the resonance form (``three_body_resonance_1d``) on the
     (v2, v4) plane at finite widths eps0 * sigma / 2^j, j < ``levels``, grid spacing
@@ -667,6 +669,8 @@ def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: i
                          f"got {points_per_eps!r}")
     if isinstance(panels, bool) or not isinstance(panels, (int, np.integer)) or not 2 <= panels <= 512 or panels % 2:
         raise ValueError(f"panels must be an even integer in [2, 512], got {panels!r}")
+    if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and 0 < tol < 1):
+        raise ValueError(f"tol must be a number in (0, 1) (relative to max |flux|), got {tol!r}")
     if backend not in ("numpy", "jax"):
         raise ValueError(f"backend must be 'numpy' or 'jax' for the three-body flux, got {backend!r} "
                          "(the CuPy kernels are generated but have no flux driver yet)")
@@ -689,6 +693,16 @@ def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: i
         module, evaluate = _line_evaluator(backend, harmonics)
         coarse = evaluate(v, df, sigma=sigma, mu=mu, panels=panels // 2, support=(lo, hi))
         fine = evaluate(v, df, sigma=sigma, mu=mu, panels=panels, support=(lo, hi))
+        while tol is not None:
+            reached = np.max(np.abs(fine - coarse)) <= tol * max(float(np.max(np.abs(fine))), 1e-300)
+            if reached or 2 * panels > 512:
+                if not reached:
+                    warnings.warn(f"the line quadrature did not reach tol = {tol:g} with {panels} panels (estimate "
+                                  f"{np.max(np.abs(fine - coarse)) / np.max(np.abs(fine)):.2g} of max |flux|)",
+                                  RuntimeWarning, stacklevel=2)
+                break
+            panels *= 2
+            coarse, fine = fine, evaluate(v, df, sigma=sigma, mu=mu, panels=panels, support=(lo, hi))
         by_level = 2.0 * TWO_PI * np.stack([coarse, fine])  # J = 2 x (pairs with k1 > 0)
         best, err = by_level[1], np.abs(by_level[1] - by_level[0])
         eps_list = np.array([])

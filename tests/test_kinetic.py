@@ -212,6 +212,7 @@ def test_unstable_state_is_refused_unless_overridden():
     (dict(N=100, backend="torch"), "backend must be 'numpy' or 'jax'"),
     (dict(N=100, method="grid"), "method must be 'line'"),
     (dict(N=100, panels=3), "panels must be an even integer"),
+    (dict(N=100, tol=0.0), "tol must be a number in \\(0, 1\\)"),
 ])
 def test_bad_arguments_name_the_parameter(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -282,3 +283,15 @@ def test_tabulated_df_gives_the_analytic_flux():
     a = flux(HMF(), exact, [0.9, 2.4], **kw)
     b = flux(HMF(), table, [0.9, 2.4], **kw)
     np.testing.assert_allclose(b.by_eps, a.by_eps, rtol=5e-3)  # PCHIP values, quintic higher derivatives
+
+
+def test_line_quadrature_refines_to_a_stated_tolerance():
+    df = GeneralizedGaussian(4, SIGMA)
+    v = np.array([0.5, 1.2, 2.2]) * SIGMA
+    loose = flux(HMF(), df, v, N=100, panels=2)
+    tight = flux(HMF(), df, v, N=100, panels=2, tol=1e-9)
+    scale = np.max(np.abs(tight.flux))
+    assert np.max(loose.error) > 1e-6 * scale  # two panels are not enough
+    assert tight.meta["panels"] > 2 and np.max(tight.error) <= 1e-9 * scale
+    ref = flux(HMF(), df, v, N=100, panels=64)
+    np.testing.assert_allclose(tight.flux, ref.flux, rtol=0, atol=1e-8 * scale)
