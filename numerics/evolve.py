@@ -402,12 +402,7 @@ class EvolutionResult:
     @classmethod
     def load(cls, path) -> "EvolutionResult":
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no such evolution file: {path}")
-        with np.load(path, allow_pickle=False) as data:
-            raw = {k: data[k] for k in data.files}
-        if str(raw.get("format", "")) != RESULT_FORMAT:
-            raise ValueError(f"{path} is not an evolution result (format {str(raw.get('format', ''))!r})")
+        raw = read_npz(path, RESULT_FORMAT, "evolution result")
         return cls(grid=VelocityGrid(raw["v_edges"]), t=raw["t"], dt=raw["dt"], mass=raw["mass"],
                    momentum=raw["momentum"], energy=raw["energy"], entropy=raw["entropy"], t_out=raw["t_out"],
                    phi_out=raw["phi_out"], info=json.loads(str(raw["info_json"])), path=path)
@@ -450,6 +445,17 @@ class EvolutionResult:
         png_path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png_path, dpi=110)
         return png_path
+
+
+def read_npz(path: Path, fmt: str, what: str) -> dict:
+    """The arrays of an NPZ file written by this package (no pickle), checked for its format tag."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such {what} file: {path}")
+    with np.load(path, allow_pickle=False) as data:
+        raw = {k: data[k] for k in data.files}
+    if str(raw.get("format", "")) != fmt:
+        raise ValueError(f"{path} is not an {what} (format {str(raw.get('format', ''))!r})")
+    return raw
 
 
 def load_evolution(path) -> EvolutionResult:

@@ -48,7 +48,7 @@ import numpy as np
 
 from numerics._json import json_default
 from numerics.evolve import (EvolutionError, EvolutionResult, NonFiniteError, VelocityGrid, _as_grid,
-                             _initial_state, _output_times, _positive_float, _EPS, entropy, moments)
+                             _initial_state, _output_times, _positive_float, _EPS, entropy, moments, read_npz)
 
 CHECKPOINT_FORMAT = "bbgky-evolve-checkpoint-v1"
 #: default negativity tolerance, as a fraction of max phi
@@ -96,12 +96,7 @@ def resume(flux_fn, checkpoint, *, progress: bool = True, checkpoint_every: floa
     updating the checkpoint as it goes. ``max_steps`` replaces the saved limit (counted from
     the run's start). Returns the whole run's result."""
     path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        raw = {k: data[k] for k in data.files}
-    if str(raw.get("format", "")) != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an evolution checkpoint (format {str(raw.get('format', ''))!r})")
+    raw = read_npz(path, CHECKPOINT_FORMAT, "evolution checkpoint")
     meta = json.loads(str(raw["meta_json"]))
     params = meta["params"]
     if checkpoint_every is not None:
