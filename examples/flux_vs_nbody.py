@@ -10,6 +10,13 @@ several N are run. Writes JSON and PNG into --out.
     python examples/flux_vs_nbody.py                       # N = 64, 128 on 2 CPU cores, ~5 min
     python examples/flux_vs_nbody.py --Ns 128 --R 16000    # one N, tighter error bars
     python examples/flux_vs_nbody.py --Q 2                 # closer to Q_c: collective effects grow
+    python examples/flux_vs_nbody.py --potential ring --kmax 10 --Ns 64 --R 4096   # softened ring model,
+                                                           # harmonic-sum force truncated at kmax
+    python examples/flux_vs_nbody.py --potential ring --kmax 10 --force direct ... # same, direct O(N^2) force
+
+For the ring model the prediction is evaluated at --kmax (converged: examples/kmax_convergence.py)
+and the N-body force is either the harmonic sum truncated at the same kmax or the direct pair
+force of the untruncated potential.
 """
 from __future__ import annotations
 
@@ -26,6 +33,11 @@ def parse_args(argv=None):
     p.add_argument("--Ns", type=int, nargs="+", default=[64, 128], help="particle numbers")
     p.add_argument("--R", type=int, nargs="+", default=[4096, 8192], help="realisations (one, or one per N)")
     p.add_argument("--Q", type=float, default=4.0, help="sigma^2 / U* (HMF: U* = 1/2)")
+    p.add_argument("--potential", choices=("hmf", "ring"), default="hmf")
+    p.add_argument("--softening", type=float, default=0.5, help="ring model softening")
+    p.add_argument("--kmax", type=int, default=10, help="ring model: truncation of prediction and harmonic force")
+    p.add_argument("--force", choices=("harmonic", "direct"), default="harmonic",
+                   help="ring model N-body force: harmonic sums to kmax, or the direct pair force")
     p.add_argument("--n", type=float, default=4.0, help="generalised Gaussian index (even integer)")
     p.add_argument("--t-end", type=float, default=1500.0)
     p.add_argument("--dt", type=float, default=0.1)
@@ -46,19 +58,25 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
-    from numerics import HMF, GeneralizedGaussian
+    from numerics import HMF, GeneralizedGaussian, RingModel
     from numerics.kinetic import flux
     from numerics.validate import compare, extrapolate_inverse_N, flux_ensemble, plot_ensemble, write_json
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    potential = HMF()
-    sigma = math.sqrt(args.Q * potential.attractive_max())
+    if args.potential == "hmf":
+        potential, kmax, sim_kmax, name = HMF(), 1, None, "HMF"
+    else:
+        potential, kmax = RingModel(args.softening), args.kmax
+        sim_kmax = kmax if args.force == "harmonic" else None
+        name = f"ring model (softening {args.softening:g}, {args.force} force" + (
+            f", kmax {kmax})" if sim_kmax else f"; prediction at kmax {kmax})")
+    sigma = math.sqrt(args.Q * potential.attractive_max(kmax))
     df = GeneralizedGaussian(args.n, sigma)
     u = np.linspace(-3.0 * sigma, 3.0 * sigma, args.u_points)
     t0 = time.perf_counter()
     positive = u[u > 0]
-    pred = flux(potential, df, positive, N=2.0, backend="numpy" if args.backend == "numpy" else "jax",
+    pred = flux(potential, df, positive, N=2.0, kmax=kmax, backend="numpy" if args.backend == "numpy" else "jax",
                 allow_unstable=True)
     n2_pos = 4.0 * pred.flux  # N^2 F at N = 2 is the coefficient of 1/N^2
     predicted = np.interp(np.abs(u), np.concatenate([[0.0], positive]), np.concatenate([[0.0], n2_pos])) * np.sign(u)
@@ -70,7 +88,7 @@ def main(argv=None) -> int:
     Ns = sorted(args.Ns)
     R = dict(zip(sorted(args.Ns), [r for _, r in sorted(zip(args.Ns, args.R))]))
     ens = flux_ensemble(potential, df, Ns, R, args.t_end, args.dt, tuple(args.window), backend=args.backend,
-                        seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51)
+                        seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51, kmax=sim_kmax)
     t_nbody = time.perf_counter() - t0
     results = {}
     for i, n in enumerate(ens.Ns):
@@ -89,7 +107,7 @@ def main(argv=None) -> int:
     write_json(report, out / "flux_vs_nbody.json")
     plot_ensemble(ens, out / "flux_vs_nbody.png", fit=fit, predicted=predicted,
                   predicted_label="derived 1/N^2 operator",
-                  title=f"HMF, n = {args.n:g}, Q = {args.Q:g}: N-body vs prediction")
+                  title=f"{name}, n = {args.n:g}, Q = {args.Q:g}: N-body vs prediction")
     print(f"wrote {out / 'flux_vs_nbody.json'}, {out / 'flux_vs_nbody.png'} (prediction {t_predict:.0f} s, "
           f"N-body {t_nbody:.0f} s)")
     return 0
