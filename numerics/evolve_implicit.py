@@ -166,6 +166,8 @@ def _run(flux_fn, grid: VelocityGrid, state: dict, params: dict, checkpoint, pro
         return _divergence(inner, dv)
 
     def stepper(t0, y0, first_step):
+        if first_step is not None:
+            first_step = min(first_step, t_end - t0)
         return BDF(rhs, t0, y0, t_end, rtol=params["rtol"], atol=params["atol"], first_step=first_step)
 
     def save():
@@ -174,7 +176,8 @@ def _run(flux_fn, grid: VelocityGrid, state: dict, params: dict, checkpoint, pro
 
     t, phi = state["t"], state["phi"]
     S = state["rec"]["entropy"][-1]
-    solver = stepper(t, phi, state["h"] if state["h"] else None)
+    finished = state["i_out"] >= state["t_out"].size
+    solver = None if finished else stepper(t, phi, state["h"] if state["h"] else None)
     start = _time.perf_counter()
     wall0 = state["wall"]
     last_save = start
@@ -237,7 +240,8 @@ def _run(flux_fn, grid: VelocityGrid, state: dict, params: dict, checkpoint, pro
         raise
     finally:
         bar.close()
-    state["n_jac"] += solver.njev
+    if solver is not None:
+        state["n_jac"] += solver.njev
     state["wall"] = wall0 + _time.perf_counter() - start
     save()
     rec = state["rec"]

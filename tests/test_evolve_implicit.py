@@ -171,3 +171,28 @@ def test_nan_from_the_flux_raises():
 
     with pytest.raises(NonFiniteError):
         evolve_implicit(bad, Gaussian(1.0), grid, 1.0, progress=False)
+
+
+def test_evolve_command_writes_npz_png_and_checkpoint(tmp_path, capsys):
+    from numerics.cli import main
+
+    out = tmp_path / "relax.npz"
+    assert main(["evolve", "--N", "100", "--tau-end", "2", "--cells", "32", "--snapshots", "3", "--no-progress",
+                 "--out", str(out)]) == 0
+    r = load_evolution(out)
+    assert r.info["method"] == "bdf" and r.info["N"] == 100.0 and r.t[-1] == pytest.approx(2.0 * 100**2)
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert (tmp_path / "relax.checkpoint.npz").exists()
+    text = capsys.readouterr().out
+    assert "distance to the Maxwellian" in text
+    # resuming a finished run returns it unchanged
+    assert main(["evolve", "--N", "100", "--no-progress", "--resume", str(tmp_path / "relax.checkpoint.npz"),
+                 "--out", str(tmp_path / "again.npz")]) == 0
+    np.testing.assert_array_equal(load_evolution(tmp_path / "again.npz").phi, r.phi)
+
+
+def test_evolve_command_refuses_an_unstable_state(capsys):
+    from numerics.cli import main
+
+    assert main(["evolve", "--Q", "0.3", "--tau-end", "1", "--no-progress"]) == 1
+    assert "Q_c" in capsys.readouterr().err
