@@ -199,7 +199,6 @@ def _run(flux_fn, grid: VelocityGrid, state: dict, params: dict, checkpoint, pro
             reason = None
             neg_tol = (params["negativity_tol"] if params["negativity_tol"] is not None
                        else NEGATIVITY_FRACTION * float(np.max(y_new)))
-            state["min_phi"] = min(state.get("min_phi", 0.0), float(np.min(y_new)))
             if float(np.min(y_new)) < -neg_tol:
                 reason, detail = "negative", f"phi would reach {float(np.min(y_new)):.3g} at v = {v[int(np.argmin(y_new))]:.6g}"
             S_new = entropy(y_new, grid)
@@ -215,6 +214,7 @@ def _run(flux_fn, grid: VelocityGrid, state: dict, params: dict, checkpoint, pro
                 state["n_jac"] += solver.njev
                 solver = stepper(t, phi, h)
                 continue
+            state["min_phi"] = min(state.get("min_phi", 0.0), float(np.min(y_new)))  # accepted states only
             dense = solver.dense_output()
             while state["i_out"] < state["t_out"].size and state["t_out"][state["i_out"]] <= t_new:
                 t_snap = float(state["t_out"][state["i_out"]])
