@@ -103,7 +103,7 @@ def test_implicit_relaxation_conserves_raises_entropy_and_approaches_the_maxwell
     assert r.mass_error.max() < 1e-12
     assert r.momentum_error.max() < 1e-12
     assert r.energy_error.max() < 1e-12
-    assert r.entropy_decrease < 0.0  # S rises at every accepted step
+    assert r.entropy_decrease <= 0.0  # S never decreases between accepted steps
     target = _maxwellian_like(r)
     dist = [float(np.max(np.abs(p - target)) / np.max(target)) for p in r.phi_out]
     assert all(b < a for a, b in zip(dist, dist[1:])), dist
