@@ -42,7 +42,7 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from numerics import HMF, Gaussian, GeneralizedGaussian, RingModel
+    from numerics import HMF, GeneralizedGaussian, RingModel
     from numerics.evolve import VelocityGrid
     from numerics.evolve_implicit import evolve_implicit, resume
     from numerics.kinetic import check_validity, three_body_flux_fn
@@ -69,9 +69,7 @@ def main(argv=None) -> int:
             r = evolve_implicit(flux_fn, df, grid, args.tau_end, n_snapshots=args.snapshots, checkpoint=ck,
                                 rtol=args.rtol, atol=args.atol)
         wall = time.perf_counter() - t0
-        m = r.mass[-1]
-        target = m * Gaussian(math.sqrt(2.0 * r.energy[-1] / m - (r.momentum[-1] / m) ** 2)).pdf(
-            r.grid.centres - r.momentum[-1] / m)
+        target = r.maxwellian()
         dist = [float(np.max(np.abs(ph - target)) / np.max(target)) for ph in r.phi_out]
         S_snap = [float(np.interp(t, r.t, r.entropy)) for t in r.t_out]
         r.info.update({"potential": potential.parameters(), "initial_df": df.parameters(), "Q": q, "kmax": kmax})

@@ -372,6 +372,15 @@ class EvolutionResult:
         """Largest decrease of S between consecutive accepted steps (<= 0 means none)."""
         return float(np.max(-np.diff(self.entropy), initial=-math.inf)) if self.entropy.size > 1 else -math.inf
 
+    def maxwellian(self) -> np.ndarray:
+        """Cell values of the Maxwellian with the final mass, momentum and energy (the state the
+        run should approach under an operator with an H-theorem)."""
+        from numerics.models import Gaussian
+
+        m = self.mass[-1]
+        mean = self.momentum[-1] / m
+        return m * Gaussian(math.sqrt(2.0 * self.energy[-1] / m - mean**2)).pdf(self.grid.centres - mean)
+
     def summary(self) -> str:
         i = self.info
         return (f"{i.get('method')} rtol={i.get('rtol'):g} atol={i.get('atol'):g}: t = 0 -> {self.t[-1]:g} on "
@@ -445,6 +454,16 @@ class EvolutionResult:
         png_path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png_path, dpi=110)
         return png_path
+
+
+def entropy_round_off(y: np.ndarray, dv: float, given: float | None = None) -> float:
+    """The entropy slack of the step checks: ``given`` if set, else the round-off of S for the
+    cell values ``y`` (4 eps sum phi (|ln phi| + 1) dv)."""
+    if given is not None:
+        return float(given)
+    pos = y > 0
+    logs = np.abs(np.log(np.where(pos, y, 1.0)))
+    return 4.0 * _EPS * float(np.sum(np.where(pos, y * (logs + 1.0), 0.0))) * dv
 
 
 def read_npz(path: Path, fmt: str, what: str) -> dict:
@@ -628,11 +647,7 @@ def evolve(flux_fn, phi0, v_edges_or_grid, t_end: float, *, method: str = "dopri
         return float(negativity_tol) if negativity_tol is not None else 64.0 * _EPS * float(np.max(np.abs(y)))
 
     def s_slack(y):
-        if entropy_slack is not None:
-            return float(entropy_slack)
-        pos = y > 0
-        logs = np.abs(np.log(np.where(pos, y, 1.0)))
-        return 4.0 * _EPS * float(np.sum(np.where(pos, y * (logs + 1.0), 0.0))) * dv
+        return entropy_round_off(y, dv, entropy_slack)
 
     # records, per accepted step
     rec_t, rec_dt = [0.0], [0.0]

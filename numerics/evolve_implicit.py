@@ -48,7 +48,7 @@ import numpy as np
 
 from numerics._json import json_default
 from numerics.evolve import (EvolutionError, EvolutionResult, NonFiniteError, VelocityGrid, _as_grid,
-                             _initial_state, _output_times, _positive_float, _EPS, entropy, moments, read_npz)
+                             _initial_state, _output_times, _positive_float, entropy, entropy_round_off, moments, read_npz)
 
 CHECKPOINT_FORMAT = "bbgky-evolve-checkpoint-v1"
 #: default negativity tolerance, as a fraction of max phi
@@ -141,14 +141,6 @@ def _parameters(rtol, atol, dt0, dt_min, negativity_tol, entropy_slack, check_en
             "checkpoint_every": checkpoint_every, "t_end": t_end}
 
 
-def _entropy_slack(y, dv, given):
-    if given is not None:
-        return float(given)
-    pos = y > 0
-    logs = np.abs(np.log(np.where(pos, y, 1.0)))
-    return 4.0 * _EPS * float(np.sum(np.where(pos, y * (logs + 1.0), 0.0))) * dv
-
-
 def _run(flux_fn, grid: VelocityGrid, state: dict, params: dict, checkpoint, progress: bool) -> EvolutionResult:
     from scipy.integrate import BDF
     from tqdm.auto import tqdm
@@ -202,7 +194,7 @@ def _run(flux_fn, grid: VelocityGrid, state: dict, params: dict, checkpoint, pro
             if float(np.min(y_new)) < -neg_tol:
                 reason, detail = "negative", f"phi would reach {float(np.min(y_new)):.3g} at v = {v[int(np.argmin(y_new))]:.6g}"
             S_new = entropy(y_new, grid)
-            if reason is None and params["check_entropy"] and S - S_new > _entropy_slack(y_new, dv, params["entropy_slack"]):
+            if reason is None and params["check_entropy"] and S - S_new > entropy_round_off(y_new, dv, params["entropy_slack"]):
                 reason, detail = "entropy", f"entropy would decrease by {S - S_new:.3g}"
             if reason is not None:
                 state["rejected"][reason] += 1

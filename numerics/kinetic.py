@@ -337,6 +337,12 @@ def _line_span(v1, sigma, support) -> float:
     return float(max(np.max(np.abs(v1 - lo)), np.max(np.abs(hi - v1)), 1e-3 * sigma))
 
 
+def _values_at_v1(df, v1: np.ndarray, orders, at_v1: dict | None) -> dict:
+    """F^(k)(v1) = phi^(k)(v1) / (2 pi) for each order, or the caller's ``at_v1`` values instead."""
+    return {k: (df.derivative(v1, k) if at_v1 is None else np.broadcast_to(at_v1[k], v1.shape)) / TWO_PI
+            for k in orders}
+
+
 def line_integral(lines: list[_Line], v1, df, *, sigma: float, mu: float, panels: int, order: int = 8,
                   support=None, at_v1: dict | None = None) -> np.ndarray:
     """NumPy reference: J(v1) = sum_lines |1/k2| int dy [A + B P(1/(v1 - v2))] at v2 = v1 + y,
@@ -351,8 +357,7 @@ def line_integral(lines: list[_Line], v1, df, *, sigma: float, mu: float, panels
     span = _line_span(v1, sigma, support)
     t, tw = line_nodes(panels, order)
     orders = sorted({o for ln in lines for _, _, o in ln.df_args})
-    f1 = {k: (df.derivative(v1, k) if at_v1 is None else np.broadcast_to(at_v1[k], v1.shape))[:, None] / TWO_PI
-          for k in orders}
+    f1 = {k: f[:, None] for k, f in _values_at_v1(df, v1, orders, at_v1).items()}
     V1 = v1[:, None]
     total = np.zeros(v1.size)
     at_v2: dict = {}
@@ -478,9 +483,7 @@ class _JaxLine:
         x0, h, values = table if table is not None else df_table(df, self.orders, sigma, support)
         t, tw = line_nodes(panels, order)
         span = _line_span(np.asarray(v1), sigma, support)
-        v1a = np.asarray(v1, dtype=float)
-        f1 = {k: jnp.asarray((df.derivative(v1a, k) if at_v1 is None else np.broadcast_to(at_v1[k], v1a.shape)) / TWO_PI)
-              for k in self.orders}
+        f1 = {k: jnp.asarray(f) for k, f in _values_at_v1(df, np.asarray(v1, dtype=float), self.orders, at_v1).items()}
         out = self._fn(jnp.asarray(v1, dtype=float), f1, jnp.asarray(values), x0, h, jnp.asarray(t),
                        jnp.asarray(tw), span, mu)
         return np.asarray(out)
@@ -523,6 +526,7 @@ def _line_evaluator(backend: str, harmonics: dict):
                 return line_integral(lines, v1, df, sigma=sigma, mu=mu, panels=panels, support=support, at_v1=at_v1)
         else:
             evaluate = _JaxLine(lines)
+        evaluate.lines = lines
         _LINE_EVALUATORS[key] = (module, evaluate)
     return _LINE_EVALUATORS[key]
 
@@ -934,8 +938,7 @@ def three_body_flux_fn(potential: Potential, *, N: float, kmax: int | None = Non
     if isinstance(panels, bool) or not isinstance(panels, (int, np.integer)) or panels < 2 or panels % 2:
         raise ValueError(f"panels must be an even integer >= 2, got {panels!r}")
     _, evaluate = _line_evaluator(backend, harmonics)
-    module = _line_evaluator("numpy", harmonics)[0]
-    lines = line_instances(prepare(module, harmonics, half=True))
+    lines = evaluate.lines
     v1_orders = sorted({o for ln in lines for _, particle, o in ln.df_args if particle == 1})
     all_orders = sorted({o for ln in lines for _, _, o in ln.df_args})
     if max(v1_orders) > 2:

@@ -98,7 +98,6 @@ def _cmd_evolve(args) -> int:
     from numerics.evolve import VelocityGrid
     from numerics.evolve_implicit import evolve_implicit, resume
     from numerics.kinetic import check_validity, three_body_flux_fn
-    from numerics.models import Gaussian
 
     potential, df = _models(args)
     kmax = args.kmax if args.kmax is not None else potential.kmax_exact
@@ -129,11 +128,7 @@ def _cmd_evolve(args) -> int:
                         "kmax": kmax})
     path = result.save(out)
     png = result.plot(out.with_suffix(".png"), title=f"{potential!r}, {df!r}, N = {args.N:g}")
-    grid = result.grid
-    m = result.mass[-1]
-    mean = result.momentum[-1] / m
-    var = 2.0 * result.energy[-1] / m - mean**2
-    target = m * Gaussian(float(np.sqrt(var))).pdf(grid.centres - mean)
+    target = result.maxwellian()
     print(result.summary())
     print(f"distance to the Maxwellian of the same mass, momentum and energy (max |phi - phi_M| / max phi_M): "
           f"{np.max(np.abs(result.phi_out[0] - target)) / np.max(target):.3e} at t = 0 -> "
