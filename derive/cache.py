@@ -53,6 +53,10 @@ def save(op: Operator, options: dict) -> Path:
                    for s in op.derivation.stages],
         "content_hash": op.content_hash,
     }
+    if op.symmetric is not None:
+        sym = op.symmetric
+        data["symmetric"] = {"constant": encode(sym.constant), "coupling": encode(sym.coupling),
+                             "quadratic_form": {k: encode(v) for k, v in sym.quadratic_form.items()}}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
@@ -72,6 +76,12 @@ def load(options: dict) -> Operator | None:
     op = Operator(data["order"], data["dimension"], data["collective"], data["assumptions"], flux, d,
                   equation=decode(data["equation"]) if data["equation"] is not None else None,
                   form=data.get("form", "canonical"))
+    if data.get("symmetric"):
+        from derive.symmetric import SymmetricForm
+
+        sym = data["symmetric"]
+        op.symmetric = SymmetricForm(decode(sym["constant"]), decode(sym["coupling"]),
+                                     {k: decode(v) for k, v in sym["quadratic_form"].items()}, {"from_cache": True})
     if op.content_hash != data["content_hash"]:
         raise ValueError(f"cache file {path} is corrupt: content hash mismatch (delete it)")
     return op

@@ -75,6 +75,15 @@ def run(args) -> int:
         print(f"single harmonic (HMF, U_1 = U1): pairs (k1, k2) = {pairs}, {len(sp.Add.make_args(hmf))} monomials;"
               f" J(v1) = sum over the pairs of int dv2 dv4 of")
         print(f"  {hmf}")
+        sym = op.symmetric
+        print(f"symmetric form: J(v1) = sum_(k1,k2) int dv2 dv4 delta((k1+k2) v1 - k1 v2 - k2 v4) "
+              f"(k1+k2) C Lambda^2 (k.d/dv) F(v1) F(v2) F(v4),  C = {sym.constant}")
+        print(f"  Lambda_(k1,k2) = {sym.coupling}")
+        for ev in [sym.check_invariance(), *op.check_conservation().values(), op.check_h_theorem(),
+                   op.check_steady_states(), op.check_blocking(), op.check_averaging_weights()]:
+            print(f"[{'holds' if ev.holds else 'FAILS'}] {ev.name}: {ev.statement}")
+        hmf_sym, hmf_pairs = sym.single_harmonic()
+        print("single harmonic, symmetric form: " + ", ".join(f"Lambda_{p} = {lam}" for p, lam in hmf_pairs))
     if args.checks and op.order == 2 and op.form == "resonance":
         from derive.canonical import two_body_evidence
         from derive.order2 import pinch_evidence

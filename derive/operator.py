@@ -51,6 +51,9 @@ class Operator:
     derivation: Derivation
     equation: sp.Expr | None = None  # phase-space form (Vlasov) when there is no flux
     form: str = "canonical"  # order 2: "canonical" (single resonance, well-posed) or "resonance"
+    #: order 2, canonical form: the same flux in symmetric form, C (k1+k2) |Lambda|^2 (k.d/dv) F1 F2 F3
+    #: (a :class:`derive.symmetric.SymmetricForm`, derived by the "symmetric" stage)
+    symmetric: object = None
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -149,6 +152,8 @@ class Operator:
     def check_conservation(self) -> dict[str, Evidence]:
         """Mass (divergence form), momentum (antisymmetry of the pair kernel under 1 <-> 2) and
         energy ((v1 - v2) . j vanishes on the resonance)."""
+        if self.order == 2:
+            return self._symmetric().check_conservation()
         out = {"mass": Evidence("mass", True, "dF/dt = -div_{v1} J(v1) is a divergence; int dF/dt dv1 = 0 "
                                 "for a flux that vanishes at infinite |v1|", [self.canonical_expression()])}
         if self.order != 1:
@@ -166,9 +171,30 @@ class Operator:
                                  "condition applied is", [energy])
         return out
 
+    # -- three-body (order 2): through the symmetric form ---------------------------------------
+    def _symmetric(self):
+        if self.order != 2 or self.symmetric is None:
+            raise ValueError("this check needs the symmetric form of the order-2 operator: "
+                             "derive.collision_operator(2) (form='canonical') carries it")
+        return self.symmetric
+
+    def check_steady_states(self) -> Evidence:
+        """Order 2: shifted Maxwellians are steady, and only they (see SymmetricForm.check_maxwellian)."""
+        return self._symmetric().check_maxwellian()
+
+    def check_blocking(self) -> Evidence:
+        """Order 2: the potentials for which the flux vanishes for every F are the Dirac combs."""
+        return self._symmetric().check_blocking()
+
+    def check_averaging_weights(self) -> Evidence:
+        """Order 2: weights that make the fourth-order principal value an ordinary one."""
+        return self._symmetric().averaging_weights()[1]
+
     def check_h_theorem(self) -> Evidence:
         """dS/dt = -(1/2) int int [j(1,2).grad1 F1/F1 + j(2,1).grad2 F2/F2] >= 0, shown by
         factoring the symmetrised integrand into manifestly non-negative factors."""
+        if self.order == 2:
+            return self._symmetric().check_h_theorem()
         if self.order != 1:
             raise ValueError("check_h_theorem is implemented for two-body (order-1) operators")
         j, q = self._pair_kernel()

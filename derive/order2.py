@@ -122,7 +122,13 @@ def canonical_operator(*, progress=None) -> Operator:
     term, _ = d.run("canonical", "three-body line: delta derivatives integrated by parts, finite part of the "
                     "fourth-order principal value, wavenumbers relabelled to one resonance",
                     lambda: line_form(resonance.flux[0]), lambda r: len(sp_add_args(r[0].body)), None, progress)
-    return Operator(2, 1, False, list(ASSUMPTIONS), [[term]], d)
+    from derive.symmetric import symmetric_form
+
+    sym = d.run("symmetric", "symmetric form C (k1+k2) |Lambda|^2 (k.d/dv) F1F2F3: relabelling average, "
+                "normal form by integration by parts along the line, ratio to the target shape, rank-one factoring",
+                lambda: symmetric_form(term), lambda s: sum(s.report["class_monomials"].values()),
+                lambda s: [s.constant, s.coupling], progress)
+    return Operator(2, 1, False, list(ASSUMPTIONS), [[term]], d, symmetric=sym)
 
 
 def sp_add_args(expr):

@@ -318,6 +318,21 @@ def warm_cache(tmp_path_factory, operators):
     return directory
 
 
+def test_cache_keeps_the_symmetric_form(operators, warm_cache, monkeypatch):
+    """The three-body operator carries its symmetric form (the "symmetric" stage), and the JSON
+    cache gives it back: constant, coupling Lambda and quadratic form, and the checks run on it."""
+    from derive import cache
+
+    op = operators["three_body_1d"]
+    assert op.symmetric is not None and "symmetric" in op.derivation.stage_names()
+    monkeypatch.setenv("BBGKY_CACHE_DIR", str(warm_cache))
+    back = cache.load(codegen.SHIPPED_OPERATORS["three_body_1d"])
+    assert back.symmetric.constant == op.symmetric.constant
+    assert sp.simplify(back.symmetric.coupling - op.symmetric.coupling) == 0
+    assert back.symmetric.quadratic_form == op.symmetric.quadratic_form
+    assert back.check_h_theorem().holds
+
+
 def test_check_fails_on_a_modified_copy(tmp_path, capsys, monkeypatch, warm_cache):
     from numerics.cli import main
 
