@@ -71,7 +71,7 @@ class Operator:
         for c, comp in enumerate(self.flux):
             j = sp.Add(*[t.as_sympy(self.dimension) for t in comp])
             div += sp.Derivative(j, v1[c])
-        return sp.Eq(sp.Derivative(sp.Function("F")(*v1), sp.Symbol("t")), -div)
+        return sp.Eq(sp.Derivative(sp.Function("F")(*v1), sp.Symbol("t")), -div, evaluate=False)
 
     @property
     def content_hash(self) -> str:
