@@ -115,10 +115,14 @@ def run(args) -> int:
     timings["derive"] = time.perf_counter() - t0
     print(f"[derive] order 1/N^2 (hash {op2.content_hash}, {op2.n_terms()} monomials, canonical form): "
           f"{canon.statement}")
+    h_theorem = op2.check_h_theorem()
+    print(f"[derive] symmetric form: Lambda = {op2.symmetric.coupling}; H-theorem: "
+          f"{'holds' if h_theorem.holds else 'FAILS'} (entropy production = -(C/3) Lambda^2 F1F2F3 (k.d ln F)^2)")
     report["order1"] = {"hash": op1.content_hash, "vanishes_1d": blocking.holds,
                         "evidence": [str(e) for e in blocking.expressions]}
     report["order2"] = {"hash": op2.content_hash, "monomials": op2.n_terms(), "canonical": canon.holds,
-                        "resonance": str(canon.expressions[0]),
+                        "resonance": str(canon.expressions[0]), "coupling": str(op2.symmetric.coupling),
+                        "constant": str(op2.symmetric.constant), "h_theorem": h_theorem.holds,
                         "stages": [{"name": s.name, "terms": s.n_terms, "seconds": s.seconds}
                                    for s in op2.derivation.stages]}
     if not canon.holds:

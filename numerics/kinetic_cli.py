@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--backend", choices=("numpy", "jax"), default="jax")
     p.add_argument("--method", choices=("line", "plane"), default="line",
                    help="line: canonical operator (default); plane: resonance form, eps -> 0 (cross-check)")
-    p.add_argument("--panels", type=int, default=8, help="line method: Gauss-Legendre panels (even, default 8)")
+    p.add_argument("--panels", type=int, default=4, help="line method: Gauss-Kronrod 7/15 panels per side (even, default 4)")
     p.add_argument("--levels", type=int, default=3, help="plane method: eps halvings for Richardson (2-5)")
     p.add_argument("--eps0", type=float, default=0.2, help="plane method: largest regularisation width (sigma)")
     p.add_argument("--allow-unstable", action="store_true", help="evaluate even when Q <= Q_c (warns)")

@@ -23,7 +23,8 @@ def test_demo_small(tmp_path, monkeypatch, capsys, cache_dir):
     report = json.loads((out / "report.json").read_text())
     assert report["parameters"]["N"] == 16 and report["parameters"]["backend"] == "jax"  # CLI beats TOML
     assert report["order1"]["vanishes_1d"] is True
-    assert report["order2"]["canonical"] is True and report["order2"]["stages"][-1]["name"] == "canonical"
+    assert report["order2"]["canonical"] is True and report["order2"]["h_theorem"] is True
+    assert [s["name"] for s in report["order2"]["stages"]][-2:] == ["canonical", "symmetric"]
     assert abs(report["stability"]["Q"] - 4.0) < 1e-12
     pred = report["prediction"]
     assert len(pred["u"]) == 30 and min(pred["N2_flux"]) < 0 < max(pred["N2_flux"])
