@@ -6,7 +6,8 @@
 Prints, per backend: the wall time of a first call (JAX: including compilation), of a second
 call on the same potential (compiled kernels reused), seconds per velocity point, and the
 largest difference between the backends relative to the flux scale. Same settings for both
-(generalised Gaussian n = 4 at Q = 4; line method: default panels, error estimate included,
+(generalised Gaussian n = 4 at Q = 4; line method: default Gauss-Kronrod panels and tolerance,
+error estimate included,
 kmax check off; plane method: eps0 = 0.2 sigma, three halvings, spacing eps/4.5). Not a test:
 it prints figures.
 """
