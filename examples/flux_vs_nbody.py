@@ -13,6 +13,9 @@ several N are run. Writes JSON and PNG into --out.
     python examples/flux_vs_nbody.py --potential ring --kmax 10 --Ns 64 --R 4096   # softened ring model,
                                                            # harmonic-sum force truncated at kmax
     python examples/flux_vs_nbody.py --potential ring --kmax 10 --force direct ... # same, direct O(N^2) force
+    python examples/flux_vs_nbody.py --potential ring --combine DIR1 DIR2 ...  # no new run: the stored
+                                                           # measurements of earlier runs, compared and
+                                                           # extrapolated in 1/N together
 
 For the ring model the prediction is evaluated at --kmax (converged: examples/kmax_convergence.py)
 and the N-body force is either the harmonic sum truncated at the same kmax or the direct pair
@@ -46,12 +49,55 @@ def parse_args(argv=None):
     p.add_argument("--backend", default="jax", choices=["numpy", "jax", "cupy"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--combine", nargs="+", metavar="DIR", default=None,
+                   help="instead of running N-body, load the measurements stored by earlier runs of this script "
+                        "(same potential, Q, n, window and u grid; one N per measurement) and fit them together")
     args = p.parse_args(argv)
     if len(args.R) == 1:
         args.R = args.R * len(args.Ns)
     if len(args.R) != len(args.Ns):
         p.error("--R needs one value or one per N")
     return args
+
+
+def load_measurements(args, u):
+    """The measurements stored in --combine directories (flux_vs_nbody.json), as one ensemble.
+    The stored N^2 F and its one-sigma error give the 16 %/84 % band back (symmetric)."""
+    import json
+
+    import numpy as np
+
+    from numerics.nbody.measure import FluxMeasurement
+    from numerics.validate import FluxEnsemble
+
+    same = ("potential", "softening", "kmax", "force", "Q", "n", "window", "u_points")
+    found = {}
+    for directory in args.combine:
+        data = json.loads((Path(directory) / "flux_vs_nbody.json").read_text())
+        stored = data["args"]
+        for key in same:
+            if key in ("softening", "kmax", "force") and args.potential != "ring":
+                continue
+            if stored.get(key) != getattr(args, key):
+                raise SystemExit(f"--combine: {directory} was run with {key} = {stored.get(key)!r}, "
+                                 f"not {getattr(args, key)!r}")
+        for label, c in data["comparisons"].items():
+            if not label.startswith("N="):
+                continue
+            n = int(label[2:])
+            if n in found:
+                raise SystemExit(f"--combine: N = {n} appears twice ({found[n][1]} and {directory})")
+            uu = np.asarray(c["u"], dtype=float)
+            if uu.shape != u.shape or not np.allclose(uu, u):
+                raise SystemExit(f"--combine: {directory} has another u grid")
+            m = np.asarray([np.nan if x is None else x for x in c["measured_values"]], dtype=float) / n**2
+            e = np.asarray([np.nan if x is None else x for x in c["measured_err"]], dtype=float) / n**2
+            R = stored["R"][stored["Ns"].index(n)]
+            found[n] = (FluxMeasurement(u=uu, flux=m, lower=m - e, upper=m + e, window=tuple(stored["window"]),
+                                        n_realisations=int(R), N=n, folded=True, fit_points=0), directory)
+    Ns = sorted(found)
+    print("combined: " + ", ".join(f"N = {n} from {found[n][1]}" for n in Ns))
+    return FluxEnsemble.from_measurements([found[n][0] for n in Ns])
 
 
 def main(argv=None) -> int:
@@ -85,10 +131,14 @@ def main(argv=None) -> int:
           f"{n2_pos[np.argmax(np.abs(n2_pos))]:.4g}", flush=True)
 
     t0 = time.perf_counter()
-    Ns = sorted(args.Ns)
-    R = dict(zip(sorted(args.Ns), [r for _, r in sorted(zip(args.Ns, args.R))]))
-    ens = flux_ensemble(potential, df, Ns, R, args.t_end, args.dt, tuple(args.window), backend=args.backend,
-                        seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51, kmax=sim_kmax)
+    if args.combine:
+        ens = load_measurements(args, u)
+        Ns = list(ens.Ns)
+    else:
+        Ns = sorted(args.Ns)
+        R = dict(zip(sorted(args.Ns), [r for _, r in sorted(zip(args.Ns, args.R))]))
+        ens = flux_ensemble(potential, df, Ns, R, args.t_end, args.dt, tuple(args.window), backend=args.backend,
+                            seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51, kmax=sim_kmax)
     t_nbody = time.perf_counter() - t0
     results = {}
     for i, n in enumerate(ens.Ns):
