@@ -49,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--backend", default="jax", choices=["numpy", "jax", "cupy"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--save-runs", metavar="DIR", default=None,
+                   help="also keep each N-body run as DIR/run_N{N}.npz (cumulative fractions per realisation and "
+                        "snapshot), for re-measuring other windows with numerics.nbody.measure_flux")
     p.add_argument("--combine", nargs="+", metavar="DIR", default=None,
                    help="instead of running N-body, load the measurements stored by earlier runs of this script "
                         "(same potential, Q, n, window and u grid; one N per measurement) and fit them together")
@@ -138,7 +141,8 @@ def main(argv=None) -> int:
         Ns = sorted(args.Ns)
         R = dict(zip(sorted(args.Ns), [r for _, r in sorted(zip(args.Ns, args.R))]))
         ens = flux_ensemble(potential, df, Ns, R, args.t_end, args.dt, tuple(args.window), backend=args.backend,
-                            seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51, kmax=sim_kmax)
+                            seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51, kmax=sim_kmax,
+                            save_dir=args.save_runs)
     t_nbody = time.perf_counter() - t0
     results = {}
     for i, n in enumerate(ens.Ns):

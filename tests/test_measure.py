@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from numerics.nbody.measure import FluxMeasurement, default_output_paths, measure_flux, write_measurement
+from numerics.nbody.measure import (FluxMeasurement, default_output_paths, flux_error_budget, measure_flux,
+                                    write_measurement)
 
 
 def true_flux(u, amplitude=1e-3):
@@ -232,3 +233,46 @@ def test_write_measurement_with_a_stub_loader(tmp_path, monkeypatch):
     # explicit paths
     write_measurement(run_path, (10.0, 90.0), json_path=tmp_path / "a.json", png_path=tmp_path / "b.png", n_boot=20)
     assert (tmp_path / "a.json").exists() and (tmp_path / "b.png").exists()
+
+
+# --- what differencing within realisations buys -------------------------------------------------
+def test_error_budget_without_offsets_pairing_does_not_help():
+    # snapshots independent in time: pairing cannot help; each error has its textbook value
+    run = synthetic_run(R=4000, offset=0.0, seed=11)
+    window = (10.0, 90.0)
+    b = flux_error_budget(run.times, run.cumulative, window)
+    noise, R = 0.5 / math.sqrt(run.params["N"]), 4000
+    np.testing.assert_allclose(b["least_squares"], slope_sd(run, window), rtol=0.1)
+    np.testing.assert_allclose(b["two_point"], math.sqrt(2.0) * noise / math.sqrt(R) / 80.0, rtol=0.1)
+    np.testing.assert_allclose(b["two_point_unpaired"], math.sqrt(2.0) * noise / math.sqrt(R) / 80.0, rtol=0.1)
+    # 17 snapshots in the window: the least-squares slope beats the two-point difference
+    assert np.all(b["least_squares"] < 0.6 * b["two_point"])
+
+
+def test_error_budget_pairing_removes_what_a_realisation_keeps():
+    # a per-realisation offset (its own sample of phi) 20x the snapshot noise: it cancels in a
+    # difference within each realisation, not between independent ensembles
+    run = synthetic_run(R=2000, offset=1.0, noise=0.05, seed=12)
+    window = (0.0, 100.0)
+    b = flux_error_budget(run.times, run.cumulative, window)
+    np.testing.assert_allclose(b["least_squares"], slope_sd(run, window), rtol=0.1)  # noise 0.05 = 0.5/sqrt(N)
+    np.testing.assert_allclose(b["two_point_unpaired"], math.sqrt(2.0 * (1.0 + 0.05**2) / 2000) / 100.0, rtol=0.1)
+    assert np.all(b["two_point_unpaired"] > 15.0 * b["two_point"])
+    # the least-squares error is the spread that measure_flux's bootstrap resamples
+    m = measure_flux(run, window, fold=False, n_boot=400, seed=1)
+    np.testing.assert_allclose(m.stderr, b["least_squares"], rtol=0.25)
+
+
+def test_error_budget_fold_and_input_checks():
+    run = synthetic_run(R=500, seed=13)
+    folded = flux_error_budget(run.times, run.cumulative, (0.0, 100.0), fold=True)
+    raw = flux_error_budget(run.times, run.cumulative, (0.0, 100.0))
+    for key in folded:
+        # folding averages two independent noises: the error drops by about sqrt(2) away from u = 0
+        ratio = folded[key][-5:] / raw[key][-5:]
+        assert np.all((ratio > 0.6) & (ratio < 0.85)), key
+        assert folded[key][run.u_grid.size // 2] == 0.0
+    with pytest.raises(ValueError, match="at least 2 realisations"):
+        flux_error_budget(run.times, run.cumulative[:1], (0.0, 100.0))
+    with pytest.raises(ValueError, match="window"):
+        flux_error_budget(run.times, run.cumulative, (50.0, 40.0))

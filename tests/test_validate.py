@@ -346,3 +346,30 @@ def test_cpu_sized_scaling_run(tmp_path):
     assert summary["snr_peak"] >= 2.0, summary
     assert summary["u_peak"] > 0 and summary["a_peak"] < 0, summary
     assert (tmp_path / "scaling.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------------- performance report
+def test_performance_example_quick(tmp_path):
+    """examples/performance.py --quick runs end to end and writes a consistent report.
+
+    The figures of a quick run are too noisy to assert speed-ups (those are measured, not tested:
+    README, "Performance"); what holds at any size: differencing within realisations beats the
+    difference of independent ensembles, because each realisation keeps its initial sample of phi.
+    """
+    path = Path(__file__).resolve().parents[1] / "examples" / "performance.py"
+    spec = importlib.util.spec_from_file_location("performance_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "performance.json").read_text())
+    assert report["force"]["harmonic_over_direct"] > 0
+    assert [b["R"] for b in report["batching"]["runs"]] == [1, 8]
+    windows = report["statistics_run"]["windows"]
+    assert [w["window"] for w in windows] == [[5.0, 30.0], [5.0, 60.0]]
+    for w in windows:
+        assert set(w["errors"]) == {"least_squares", "two_point", "two_point_unpaired"}
+        assert all(e > 0 and math.isfinite(e) for e in w["errors"].values())
+        assert w["pairing_gain_in_R"] > 1.0
+    assert all(v > 0 for v in report["time_to_target_s"].values())
+    with pytest.raises(SystemExit):
+        module.main(["--quick", "--target", "0", "--out", str(tmp_path)])

@@ -25,7 +25,7 @@ import numpy as np
 
 from numerics._json import json_default
 
-__all__ = ["FluxMeasurement", "measure_flux", "write_measurement", "flux_slopes"]
+__all__ = ["FluxMeasurement", "measure_flux", "write_measurement", "flux_slopes", "flux_error_budget"]
 
 #: names of distributions that are even by construction (zero mean)
 _EVEN_DF_NAMES = ("gaussian", "generalized_gaussian")
@@ -135,6 +135,42 @@ def flux_slopes(times, cumulative, window) -> tuple[np.ndarray, np.ndarray]:
     # least-squares slope: sum_t dt (C - mean C) / sum dt^2; sum dt = 0 removes the mean
     slopes = np.einsum("t,rtu->ru", dt, c) / np.dot(dt, dt)
     return -slopes, mask
+
+
+def flux_error_budget(times, cumulative, window, *, fold: bool = False) -> dict[str, np.ndarray]:
+    """One-sigma errors of three flux estimators over ``window`` from one run, each of shape (U,).
+
+    All three use the same R realisations, i.e. the same cost:
+
+    ``least_squares``: what :func:`measure_flux` does, a least-squares slope per realisation over
+        every snapshot in the window, then their spread / sqrt(R);
+    ``two_point``: -(C(t1) - C(t0)) / (t1 - t0) per realisation, from the window's first and last
+        snapshots only, then its spread / sqrt(R);
+    ``two_point_unpaired``: the same difference of ensemble means when the two ensembles are
+        independent (histograms of independent samples, the initial one drawn afresh):
+        sqrt(Var_r C(t0) + Var_r C(t1)) / sqrt(R) / (t1 - t0).
+
+    two_point_unpaired / two_point is what differencing within realisations buys (what a
+    realisation keeps for the whole window, its own sample of phi, cancels); two_point /
+    least_squares is what the snapshots inside the window add. Squared, they are factors in R.
+    ``fold``: errors of the folded flux (F(u) - F(-u))/2, for an even df on a symmetric grid.
+    """
+    slopes, mask = flux_slopes(times, cumulative, window)
+    R = slopes.shape[0]
+    if R < 2:
+        raise ValueError(f"flux errors need at least 2 realisations, got R = {R}")
+    t = np.asarray(times, dtype=float)[mask]
+    c = np.asarray(cumulative, dtype=float)[:, mask, :]
+    first, last = c[:, 0, :], c[:, -1, :]
+    if fold:
+        slopes, first, last = _fold(slopes), _fold(first), _fold(last)
+    span = float(t[-1] - t[0])
+    root_r = math.sqrt(R)
+    return {
+        "least_squares": slopes.std(axis=0, ddof=1) / root_r,
+        "two_point": (last - first).std(axis=0, ddof=1) / root_r / span,
+        "two_point_unpaired": np.sqrt(first.var(axis=0, ddof=1) + last.var(axis=0, ddof=1)) / root_r / span,
+    }
 
 
 def _is_even_df(params) -> bool:
