@@ -14,7 +14,8 @@ several N are run. Writes JSON and PNG into --out.
                                                            # harmonic-sum force truncated at kmax
     python examples/flux_vs_nbody.py --potential ring --kmax 10 --force direct ... # same, direct O(N^2) force
     python examples/flux_vs_nbody.py --potential ring --combine DIR1 DIR2 ...  # no new run: the stored
-                                                           # measurements of earlier runs, compared and
+                                                           # measurements of earlier runs (several seeds
+                                                           # at one N are merged), compared and
                                                            # extrapolated in 1/N together
 
 For the ring model the prediction is evaluated at --kmax (converged: examples/kmax_convergence.py)
@@ -65,7 +66,8 @@ def parse_args(argv=None):
 
 def load_measurements(args, u):
     """The measurements stored in --combine directories (flux_vs_nbody.json), as one ensemble.
-    The stored N^2 F and its one-sigma error give the 16 %/84 % band back (symmetric)."""
+    The stored N^2 F and its one-sigma error give the 16 %/84 % band back (symmetric); runs at
+    the same N with different seeds are merged (R-weighted mean, errors added in quadrature)."""
     import json
 
     import numpy as np
@@ -88,19 +90,27 @@ def load_measurements(args, u):
             if not label.startswith("N="):
                 continue
             n = int(label[2:])
-            if n in found:
-                raise SystemExit(f"--combine: N = {n} appears twice ({found[n][1]} and {directory})")
             uu = np.asarray(c["u"], dtype=float)
             if uu.shape != u.shape or not np.allclose(uu, u):
                 raise SystemExit(f"--combine: {directory} has another u grid")
             m = np.asarray([np.nan if x is None else x for x in c["measured_values"]], dtype=float) / n**2
             e = np.asarray([np.nan if x is None else x for x in c["measured_err"]], dtype=float) / n**2
-            R = stored["R"][stored["Ns"].index(n)]
-            found[n] = (FluxMeasurement(u=uu, flux=m, lower=m - e, upper=m + e, window=tuple(stored["window"]),
-                                        n_realisations=int(R), N=n, folded=True, fit_points=0), directory)
-    Ns = sorted(found)
-    print("combined: " + ", ".join(f"N = {n} from {found[n][1]}" for n in Ns))
-    return FluxEnsemble.from_measurements([found[n][0] for n in Ns])
+            R = int(stored["R"][stored["Ns"].index(n)])
+            found.setdefault(n, []).append((m, e, R, int(stored["seed"]), directory, tuple(stored["window"])))
+    measurements = []
+    for n in sorted(found):
+        runs = found[n]
+        if len({r[3] for r in runs}) != len(runs):
+            raise SystemExit(f"--combine: two runs at N = {n} share a seed (the same realisations): "
+                             + ", ".join(r[4] for r in runs))
+        # independent runs at one N: the mean over all their realisations, and its error
+        total = sum(r[2] for r in runs)
+        m = sum(r[2] * r[0] for r in runs) / total
+        e = np.sqrt(sum((r[2] * r[1]) ** 2 for r in runs)) / total
+        measurements.append(FluxMeasurement(u=u, flux=m, lower=m - e, upper=m + e, window=runs[0][5],
+                                            n_realisations=total, N=n, folded=True, fit_points=0))
+        print(f"combined: N = {n}, R = {total} from " + ", ".join(f"{r[4]} (R = {r[2]})" for r in runs))
+    return FluxEnsemble.from_measurements(measurements)
 
 
 def main(argv=None) -> int:
