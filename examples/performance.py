@@ -18,7 +18,7 @@ for signal-to-noise --target at the predicted flux peak at N = --N, with every c
 with each one switched off in turn. All figures come from runs made by this script in one
 process; nothing is copied from elsewhere.
 
-    python examples/performance.py --out examples/results/performance    # ~4 minutes on 2 cores
+    python examples/performance.py --out examples/results/performance    # ~5 minutes on 2 cores
     python examples/performance.py --quick                                # smoke run, ~20 s
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="performance", help="output directory")
-    p.add_argument("--N", type=int, default=128, help="particles per realisation of the statistics run")
+    p.add_argument("--N", type=int, default=256, help="particles per realisation of the statistics run (and of the force timings)")
     p.add_argument("--R", type=int, default=1024, help="realisations of the statistics run")
     p.add_argument("--t-end", type=float, default=6000.0, help="length of the statistics run")
     p.add_argument("--windows", type=float, nargs="+", default=[1500.0, 3000.0, 6000.0],
