@@ -798,9 +798,19 @@ class Comparison:
         value = self.chi2_cov if self.chi2_cov is not None else self.chi2
         return float(chi2_law.sf(value, self.dof)) if self.dof > 0 else float("nan")
 
+    @property
+    def peak_snr(self) -> dict:
+        """Signal-to-noise |m|/sigma of the measurement at the flux peak, over the compared points:
+        ``predicted`` at the point where |predicted| is largest, ``measured`` where |measured| is."""
+        m, e, p = (np.asarray(a, dtype=float)[self.points] for a in (self.measured, self.measured_err, self.predicted))
+        jp, jm = int(np.argmax(np.abs(p))), int(np.argmax(np.abs(m)))
+        return {"predicted": float(abs(m[jp]) / e[jp]), "u_predicted": float(self.u[self.points][jp]),
+                "measured": float(abs(m[jm]) / e[jm]), "u_measured": float(self.u[self.points][jm])}
+
     def summary(self) -> dict:
         return _jsonable({
             "measured": self.measured_label, "n_points": self.dof, "chi2_dof": self.chi2_dof,
+            "peak_snr": self.peak_snr,
             "chi2_cov_dof": self.chi2_cov_dof, "p_value": self.p_value, "ratio_measured_over_predicted": self.ratio,
             "ratio_err": self.ratio_err, "chi2_dof_after_ratio": self.chi2_scaled_dof,
             "sign_agreement": self.sign_agreement, "n_sign_points": self.n_sign_points, "units": self.units,
@@ -812,7 +822,8 @@ class Comparison:
                  if self.n_sign_points else "no point has S/N >= 2 (sign agreement undefined)")
         return (f"{self.measured_label}: chi2/dof = {self.chi2_dof:.3g}{cov} over {self.dof} points; "
                 f"measured/predicted = {self.ratio:.3g} +- {self.ratio_err:.2g} (then chi2/dof = "
-                f"{self.chi2_scaled_dof:.3g}); {signs}")
+                f"{self.chi2_scaled_dof:.3g}); {signs}; S/N at the predicted peak {self.peak_snr['predicted']:.3g}, "
+                f"at the measured peak {self.peak_snr['measured']:.3g}")
 
     def to_dict(self) -> dict:
         out = self.summary()

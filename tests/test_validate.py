@@ -187,6 +187,25 @@ def test_compare_single_N_measurement_and_points():
     assert compare(pred, one).chi2 == pytest.approx(c.chi2)
 
 
+def test_compare_reports_signal_to_noise_at_both_peaks():
+    u = np.linspace(0.1, 3.0, 30)
+    pred = np.exp(-((u - 1.0) / 0.3) ** 2)  # peak at u = 1
+    meas = 0.8 * np.exp(-((u - 2.0) / 0.3) ** 2) + 0.1 * pred  # peak moved to u = 2
+    err = np.full(u.size, 0.02)
+    m = FluxMeasurement(u=u, flux=meas, lower=meas - err, upper=meas + err, window=(0.0, 1.0),
+                        n_realisations=10, N=1, folded=False, fit_points=3)
+    c = compare(pred, m)
+    snr = c.peak_snr
+    j1, j2 = int(np.argmin(abs(u - 1.0))), int(np.argmin(abs(u - 2.0)))
+    assert snr["u_predicted"] == pytest.approx(u[j1]) and snr["u_measured"] == pytest.approx(u[j2])
+    assert snr["predicted"] == pytest.approx(abs(meas[j1]) / 0.02)
+    assert snr["measured"] == pytest.approx(abs(meas[j2]) / 0.02)
+    assert c.summary()["peak_snr"] == snr and "S/N at the predicted peak" in str(c)
+    # restricted to the points compared
+    low = compare(pred, m, points=np.flatnonzero(u < 1.5))
+    assert low.peak_snr["u_measured"] < 1.5
+
+
 def test_amplitude_ratio_with_errors_on_both():
     rng = np.random.default_rng(1)
     x = truth_a(U)
