@@ -18,8 +18,8 @@ for signal-to-noise --target at the predicted flux peak at N = --N, with every c
 with each one switched off in turn. All figures come from runs made by this script in one
 process; nothing is copied from elsewhere.
 
-    python examples/performance.py --out examples/results/performance    # ~5 minutes on 2 cores
-    python examples/performance.py --quick                                # smoke run, ~20 s
+    python examples/performance.py --out examples/results/performance    # ~4 minutes on 2 cores
+    python examples/performance.py --quick                                # smoke run, ~15 s
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         f"R = {b['R']}: {b['particle_steps_per_s']:.3g}" for b in batches)
           + f" particle-steps/s; R = {batches[-1]['R']} against R = {batches[0]['R']}: x{batch_gain:.1f}", flush=True)
 
-    # 3 + 4. statistics run (HMF, the cheap model): paired against unpaired slopes, and window length
+    # 3 + 4. statistics run (HMF, the cheap model): the three estimators' errors, and window length
     hmf = HMF()
     df = GeneralizedGaussian(4.0, math.sqrt(4.0 * hmf.attractive_max(1)))  # Q = 4
     sigma = df.sigma
