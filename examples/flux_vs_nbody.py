@@ -25,7 +25,6 @@ force of the untruncated potential.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -55,7 +54,8 @@ def parse_args(argv=None):
                         "snapshot), for re-measuring other windows with numerics.nbody.measure_flux")
     p.add_argument("--combine", nargs="+", metavar="DIR", default=None,
                    help="instead of running N-body, load the measurements stored by earlier runs of this script "
-                        "(same potential, Q, n, window and u grid; one N per measurement) and fit them together")
+                        "(same potential, Q, n, window and u grid): runs at one N with different seeds are merged "
+                        "(numerics.validate.merge_runs), several N are compared and extrapolated in 1/N together")
     args = p.parse_args(argv)
     if len(args.R) == 1:
         args.R = args.R * len(args.Ns)
@@ -67,13 +67,13 @@ def parse_args(argv=None):
 def load_measurements(args, u):
     """The measurements stored in --combine directories (flux_vs_nbody.json), as one ensemble.
     The stored N^2 F and its one-sigma error give the 16 %/84 % band back (symmetric); runs at
-    the same N with different seeds are merged (R-weighted mean, errors added in quadrature)."""
+    the same N with different seeds are merged by numerics.validate.merge_runs."""
     import json
 
     import numpy as np
 
     from numerics.nbody.measure import FluxMeasurement
-    from numerics.validate import FluxEnsemble
+    from numerics.validate import FluxEnsemble, merge_runs
 
     same = ("potential", "softening", "kmax", "force", "Q", "n", "window", "u_points")
     found = {}
@@ -96,20 +96,20 @@ def load_measurements(args, u):
             m = np.asarray([np.nan if x is None else x for x in c["measured_values"]], dtype=float) / n**2
             e = np.asarray([np.nan if x is None else x for x in c["measured_err"]], dtype=float) / n**2
             R = int(stored["R"][stored["Ns"].index(n)])
-            found.setdefault(n, []).append((m, e, R, int(stored["seed"]), directory, tuple(stored["window"])))
+            found.setdefault(n, []).append((
+                FluxMeasurement(u=u, flux=m, lower=m - e, upper=m + e, window=tuple(stored["window"]),
+                                n_realisations=R, N=n, folded=True, fit_points=0),
+                int(stored["seed"]), directory))
     measurements = []
     for n in sorted(found):
         runs = found[n]
-        if len({r[3] for r in runs}) != len(runs):
-            raise SystemExit(f"--combine: two runs at N = {n} share a seed (the same realisations): "
-                             + ", ".join(r[4] for r in runs))
-        # independent runs at one N: the mean over all their realisations, and its error
-        total = sum(r[2] for r in runs)
-        m = sum(r[2] * r[0] for r in runs) / total
-        e = np.sqrt(sum((r[2] * r[1]) ** 2 for r in runs)) / total
-        measurements.append(FluxMeasurement(u=u, flux=m, lower=m - e, upper=m + e, window=runs[0][5],
-                                            n_realisations=total, N=n, folded=True, fit_points=0))
-        print(f"combined: N = {n}, R = {total} from " + ", ".join(f"{r[4]} (R = {r[2]})" for r in runs))
+        try:
+            measurements.append(merge_runs([r[0] for r in runs], [r[1] for r in runs]))
+        except ValueError as exc:
+            raise SystemExit(f"--combine: cannot merge the runs at N = {n} ({', '.join(r[2] for r in runs)}): {exc}")
+        if len(runs) > 1:
+            print(f"combined: N = {n}, R = {measurements[-1].n_realisations} from "
+                  + ", ".join(f"{r[2]} (R = {r[0].n_realisations}, seed {r[1]})" for r in runs))
     return FluxEnsemble.from_measurements(measurements)
 
 
@@ -117,9 +117,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
-    from numerics import HMF, GeneralizedGaussian, RingModel
-    from numerics.kinetic import flux
-    from numerics.validate import compare, extrapolate_inverse_N, flux_ensemble, plot_ensemble, write_json
+    from numerics import HMF, RingModel
+    from numerics.validate import (compare, extrapolate_inverse_N, flux_ensemble, hot_profile, plot_ensemble,
+                                   predict_n2_flux, write_json)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,18 +130,14 @@ def main(argv=None) -> int:
         sim_kmax = kmax if args.force == "harmonic" else None
         name = f"ring model (softening {args.softening:g}, {args.force} force" + (
             f", kmax {kmax})" if sim_kmax else f"; prediction at kmax {kmax})")
-    sigma = math.sqrt(args.Q * potential.attractive_max(kmax))
-    df = GeneralizedGaussian(args.n, sigma)
+    df = hot_profile(potential, args.Q, args.n, kmax=kmax)
+    sigma = df.sigma
     u = np.linspace(-3.0 * sigma, 3.0 * sigma, args.u_points)
-    t0 = time.perf_counter()
-    positive = u[u > 0]
-    pred = flux(potential, df, positive, N=2.0, kmax=kmax, backend="numpy" if args.backend == "numpy" else "jax",
-                allow_unstable=True)
-    n2_pos = 4.0 * pred.flux  # N^2 F at N = 2 is the coefficient of 1/N^2
-    predicted = np.interp(np.abs(u), np.concatenate([[0.0], positive]), np.concatenate([[0.0], n2_pos])) * np.sign(u)
-    t_predict = time.perf_counter() - t0
-    print(f"prediction (Q = {pred.Q:.3g}): {len(positive)} points in {t_predict:.1f} s; peak N^2 F = "
-          f"{n2_pos[np.argmax(np.abs(n2_pos))]:.4g}", flush=True)
+    pred = predict_n2_flux(potential, df, u, kmax=kmax, backend="numpy" if args.backend == "numpy" else "jax",
+                           allow_unstable=True)
+    predicted, t_predict = pred.n2_flux, pred.seconds
+    print(f"prediction (Q = {pred.result.Q:.3g}): {pred.evaluated.size} points in {t_predict:.1f} s; peak N^2 F = "
+          f"{pred.peak[1]:.4g}", flush=True)
 
     t0 = time.perf_counter()
     if args.combine:
@@ -166,7 +162,7 @@ def main(argv=None) -> int:
         results["1/N intercept"] = c.to_dict()
         print(f"1/N intercept: {c}")
     report = {"args": vars(args), "prediction": {"u": u.tolist(), "N2_flux": predicted.tolist(),
-                                                 "error_positive_u": (4.0 * pred.error).tolist()},
+                                                 "error_positive_u": pred.n2_error[u > 0].tolist()},
               "comparisons": results, "timings_s": {"predict": t_predict, "nbody": t_nbody}}
     write_json(report, out / "flux_vs_nbody.json")
     plot_ensemble(ens, out / "flux_vs_nbody.png", fit=fit, predicted=predicted,

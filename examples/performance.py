@@ -81,11 +81,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
-    from numerics import HMF, GeneralizedGaussian, RingModel
-    from numerics.kinetic import flux
+    from numerics import HMF, RingModel
     from numerics.nbody import simulate
-    from numerics.nbody.measure import flux_error_budget, flux_slopes
-    from numerics.validate import write_json
+    from numerics.nbody.measure import flux_error_budget, flux_slopes, fold_odd
+    from numerics.validate import hot_profile, predict_n2_flux, write_json
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +93,7 @@ def main(argv=None) -> int:
 
     # 1. force: harmonic sums against the direct pair force (ring model)
     ring = RingModel(0.5)
-    ring_df = GeneralizedGaussian(4.0, math.sqrt(4.0 * ring.attractive_max(args.kmax)))
+    ring_df = hot_profile(ring, 4.0, kmax=args.kmax)
     forces = [throughput(ring, ring_df, args.N, 64, force=f, kmax=args.kmax if f == "harmonic" else None,
                          backend=args.backend, budget=budget / (1 if f == "harmonic" else 8))
               for f in ("harmonic", "direct")]
@@ -113,14 +112,12 @@ def main(argv=None) -> int:
 
     # 3 + 4. statistics run (HMF, the cheap model): the three estimators' errors, and window length
     hmf = HMF()
-    df = GeneralizedGaussian(4.0, math.sqrt(4.0 * hmf.attractive_max(1)))  # Q = 4
+    df = hot_profile(hmf, 4.0)
     sigma = df.sigma
     u = np.linspace(-3.0 * sigma, 3.0 * sigma, 41)
-    positive = u[u > 0]
-    pred = 4.0 * flux(hmf, df, positive, N=2.0, kmax=1, backend="numpy" if args.backend == "numpy" else "jax").flux
-    j_peak = int(np.argmax(np.abs(pred)))
-    u_peak, f_peak = float(positive[j_peak]), float(pred[j_peak])
-    idx = int(np.flatnonzero(u > 0)[j_peak])
+    prediction = predict_n2_flux(hmf, df, u, kmax=1, backend="numpy" if args.backend == "numpy" else "jax")
+    u_peak, f_peak = prediction.peak
+    idx = int(np.flatnonzero(u == u_peak)[0])
     run = simulate(hmf, df, args.N, args.R, args.t_end, 0.1, backend=args.backend, seed=args.seed,
                    n_snapshots=int(round(args.t_end / 50.0)) + 1 if not args.quick else 31, u_grid=u,
                    progress=False)
@@ -130,9 +127,8 @@ def main(argv=None) -> int:
     for t1 in args.windows:
         w = (args.t0, t1)
         budget_w = {k: float(n2 * v[idx]) for k, v in flux_error_budget(run.times, run.cumulative, w, fold=True).items()}
-        slopes, _ = flux_slopes(run.times, run.cumulative, w)
-        mean = slopes.mean(axis=0)  # flux per u (flux_slopes returns minus the slopes of C)
-        measured = float(0.5 * (mean[idx] - mean[u.size - 1 - idx]))  # folded
+        slopes, _ = flux_slopes(run.times, run.cumulative, w)  # flux per realisation and u
+        measured = float(fold_odd(slopes.mean(axis=0))[idx])
         # realisations needed for S/N = target at the predicted peak, per estimator, and their wall time
         need = {k: args.R * (args.target * e / abs(f_peak)) ** 2 for k, e in budget_w.items()}
         windows.append({"window": list(w), "tau_end": t1 / n2, "N2_flux_measured": n2 * measured,

@@ -22,7 +22,6 @@ with underscores, e.g. ``N = 128``, ``t_end = 2000.0``); the command line wins.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -92,11 +91,10 @@ def run(args) -> int:
     import numpy as np
 
     from derive.canonical import structure_evidence
-    from numerics.kinetic import flux as predict_flux
-    from numerics.models import HMF, GeneralizedGaussian
+    from numerics.models import HMF
     from numerics.models.stability import Q as stability_Q, critical_Q
     from numerics.nbody import measure_flux, simulate
-    from numerics.validate import compare
+    from numerics.validate import compare, hot_profile, predict_n2_flux
 
     p = resolve(args)
     out = Path(p["out"])
@@ -129,26 +127,24 @@ def run(args) -> int:
         raise SystemExit(f"bbgky demo: the order-2 operator is not in canonical form: {canon.statement}")
 
     # 2. predict ---------------------------------------------------------------------------
-    sigma = math.sqrt(p["Q"] * potential.attractive_max())
-    df = GeneralizedGaussian(p["n"], sigma)
+    df = hot_profile(potential, p["Q"], p["n"])
+    sigma = df.sigma
     q, qc = stability_Q(potential, df), critical_Q(df)
     report["stability"] = {"Q": q, "Q_c": qc}
     u_grid = sigma * np.linspace(-3.0, 3.0, 61)
-    t0 = time.perf_counter()
     backend = "numpy" if p["backend"] == "numpy" else "jax"
-    positive = u_grid[u_grid > 0]
-    pred = predict_flux(potential, df, positive, N=p["N"], backend=backend)
-    timings["predict"] = time.perf_counter() - t0
-    predicted = np.interp(np.abs(u_grid), np.concatenate([[0.0], positive]),
-                          np.concatenate([[0.0], pred.flux])) * np.sign(u_grid)  # odd for an even DF
+    pred = predict_n2_flux(potential, df, u_grid, backend=backend)
+    timings["predict"] = pred.seconds
+    predicted = pred.n2_flux
     n2 = p["N"] ** 2
-    peak = int(np.argmax(np.abs(pred.flux)))
+    pos = u_grid > 0  # the report keeps the half of the odd profile that was evaluated
+    u_peak, f_peak = pred.peak
     print(f"[predict] HMF, n = {p['n']:g}, sigma = {sigma:.4g}: Q = {q:.4g} (Q_c = {qc:.4g}); N^2 F peaks at "
-          f"{n2 * pred.flux[peak]:.3e} (u = {positive[peak]:.3g}, extrapolation error {n2 * pred.error[peak]:.1e}); "
+          f"{f_peak:.3e} (u = {u_peak:.3g}, extrapolation error {pred.n2_error[u_grid == u_peak][0]:.1e}); "
           f"{timings['predict']:.1f} s")
-    report["prediction"] = {"u": positive.tolist(), "N2_flux": (n2 * pred.flux).tolist(),
-                            "N2_error": (n2 * pred.error).tolist(), "eps": pred.eps.tolist(),
-                            "seconds": timings["predict"], "operator_hash": pred.meta["content_hash"]}
+    report["prediction"] = {"u": u_grid[pos].tolist(), "N2_flux": predicted[pos].tolist(),
+                            "N2_error": pred.n2_error[pos].tolist(), "eps": pred.result.eps.tolist(),
+                            "seconds": timings["predict"], "operator_hash": pred.result.meta["content_hash"]}
 
     # 3. simulate --------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -163,7 +159,7 @@ def run(args) -> int:
     # 4. measure and compare ---------------------------------------------------------------
     window = tuple(p["window"]) if p["window"] else (p["t_end"] / 15, p["t_end"])
     m = measure_flux(result, window)
-    cmp = compare(n2 * predicted, m, N=p["N"])
+    cmp = compare(predicted, m, N=p["N"])
     mpeak = int(np.argmax(np.abs(m.flux)))
     snr = abs(m.flux[mpeak]) / max(m.stderr[mpeak], 1e-300)
     print(f"[measure] window t = {window}: measured N^2 F peak {n2 * m.flux[mpeak]:.3e} at u = {m.u[mpeak]:.3g} "
@@ -178,7 +174,7 @@ def run(args) -> int:
     report["energy_error"] = drift
     report["timings_s"] = timings
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
-    _plot(m, u_grid, n2 * predicted, out / "flux.png",
+    _plot(m, u_grid, predicted, out / "flux.png",
           f"HMF, n = {p['n']:g}, Q = {p['Q']:g}: ratio {cmp.ratio:.2f} +- {cmp.ratio_err:.2f}")
     print(f"[report] wrote {out / 'report.json'}, {out / 'flux.png'}, {out / 'run.npz'}")
     return 0

@@ -79,6 +79,10 @@ __all__ = [
     "flux_ensemble",
     "extrapolate_inverse_N",
     "compare",
+    "merge_runs",
+    "PredictedFlux",
+    "hot_profile",
+    "predict_n2_flux",
     "q_scaling",
     "amplitude_ratio",
     "scaled_profile",
@@ -244,6 +248,89 @@ def scaled_profile(df, sigma: float):
         raise ValueError(f"cannot rescale the profile {df!r}: it has no sigma parameter")
     params["sigma"] = sigma
     return distribution_from_dict(params)
+
+
+# ============================================================================ the prediction
+def hot_profile(potential, Q: float, n: float = 4.0, *, kmax: int | None = None):
+    """The generalised Gaussian of index ``n`` whose dispersion gives the stability parameter
+    ``Q`` = sigma^2 / U* for ``potential`` (U* = its largest attractive harmonic up to ``kmax``;
+    HMF: U* = 1/2). Raises when Q is not a finite number > 0."""
+    from numerics.models import GeneralizedGaussian
+
+    if isinstance(Q, bool) or not isinstance(Q, (int, float, np.floating)) or not (math.isfinite(Q) and Q > 0):
+        raise ValueError(f"Q must be a finite number > 0 (sigma^2 / U*), got {Q!r}")
+    return GeneralizedGaussian(n, math.sqrt(float(Q) * potential.attractive_max(kmax)))
+
+
+@dataclass(frozen=True)
+class PredictedFlux:
+    """The 1/N^2 operator's N^2 F on a velocity grid ``u`` (N-independent: the coefficient of 1/N^2).
+
+    ``n2_flux``, ``n2_error`` on ``u`` (the error is the quadrature estimate of
+    :func:`numerics.kinetic.flux`); ``evaluated``: the velocities at which the operator was
+    evaluated (for an even profile only the distinct |u| > 0: the flux is odd, 0 at u = 0, and the
+    grid values are its odd extension, not an interpolation); ``result``: the
+    :class:`numerics.kinetic.FluxResult` there (meta, content hash, timings); ``seconds``: wall time.
+    """
+
+    u: np.ndarray
+    n2_flux: np.ndarray
+    n2_error: np.ndarray
+    evaluated: np.ndarray
+    result: object
+    seconds: float
+
+    @property
+    def peak(self) -> tuple[float, float]:
+        """(u, N^2 F) at the largest |N^2 F| on the grid (the smallest such u > 0 when the flux is odd)."""
+        a = np.abs(self.n2_flux)
+        candidates = np.flatnonzero(a == a.max())
+        j = max(candidates, key=lambda i: (self.u[i] > 0, -abs(self.u[i])))
+        return float(self.u[j]), float(self.n2_flux[j])
+
+    def to_dict(self) -> dict:
+        return {"u": self.u.tolist(), "N2_flux": self.n2_flux.tolist(), "N2_error": self.n2_error.tolist(),
+                "seconds": self.seconds, "operator_hash": dict(getattr(self.result, "meta", {}) or {}).get("content_hash")}
+
+
+def predict_n2_flux(potential, df, u, *, kmax: int | None = None, backend: str = "jax",
+                    allow_unstable: bool = False, **flux_options) -> PredictedFlux:
+    """N^2 F predicted by the derived 1/N^2 operator (:func:`numerics.kinetic.flux`) on the grid ``u``.
+
+    For an even ``df`` the operator is evaluated once per distinct |u| > 0 and the grid filled by
+    the odd extension (F(-u) = -F(u), F(0) = 0); otherwise at every u. ``kmax``, ``backend``,
+    ``allow_unstable`` and ``flux_options`` go to :func:`numerics.kinetic.flux` (which raises for
+    Q <= Q_c unless ``allow_unstable``). The single place where the examples and ``bbgky demo``
+    turn the operator into the N^2 F that :func:`compare` takes.
+    """
+    from numerics.kinetic import flux
+
+    u = np.asarray(u, dtype=float)
+    if u.ndim != 1 or u.size == 0 or not np.all(np.isfinite(u)):
+        raise ValueError(f"u must be a non-empty 1-D array of finite velocities, got shape {u.shape}")
+    N = 2.0  # any N: flux() returns F_2 / N^2
+    start = time.perf_counter()
+    if df.is_even:
+        a = np.abs(u)
+        # distinct |u| > 0, where |u| and |-u| that differ only by rounding (a linspace) count as one
+        scale = float(a.max()) if a.size else 1.0
+        evaluated, inverse = np.unique(np.round(a[a > 0] / scale, 12), return_inverse=True)
+        evaluated = evaluated * scale
+        if evaluated.size == 0:
+            raise ValueError("u has no point other than 0, where the flux of an even profile vanishes")
+        res = flux(potential, df, evaluated, N=N, kmax=kmax, backend=backend, allow_unstable=allow_unstable,
+                   **flux_options)
+        n2 = np.zeros_like(u)
+        err = np.zeros_like(u)
+        n2[a > 0] = np.sign(u[a > 0]) * N**2 * res.flux[inverse]
+        err[a > 0] = N**2 * res.error[inverse]
+    else:
+        evaluated = u.copy()
+        res = flux(potential, df, evaluated, N=N, kmax=kmax, backend=backend, allow_unstable=allow_unstable,
+                   **flux_options)
+        n2, err = N**2 * res.flux, N**2 * res.error
+    return PredictedFlux(u=u, n2_flux=n2, n2_error=err, evaluated=evaluated, result=res,
+                         seconds=time.perf_counter() - start)
 
 
 # ============================================================================ the ensemble
@@ -456,6 +543,55 @@ class FluxEnsemble:
             even_chi2_dof=[nan_or(e.get("even_part_chi2_dof")) for e in per_n],
             supports=[None if e.get("support") is None else np.asarray(e["support"], dtype=int) for e in per_n],
             params=data.get("params", {}), units=data.get("units", "t"))
+
+
+def merge_runs(measurements: Sequence[FluxMeasurement], seeds: Sequence[int]) -> FluxMeasurement:
+    """One measurement from independent runs of one set-up at one N (e.g. runs with different seeds).
+
+    The merged flux is the mean over all realisations, sum_i R_i F_i / sum_i R_i, i.e. what one run
+    with every realisation would have measured; its one-sigma error is sqrt(sum_i (R_i e_i)^2) /
+    sum_i R_i with e_i each run's :attr:`FluxMeasurement.stderr`. The band returned is the
+    symmetric mean +- error (it is propagated, not bootstrapped: ``n_boot`` is 0).
+
+    ``seeds``: the simulation seed of each run. Runs that share a seed share their realisations
+    and are refused, as are runs that differ in N (or do not record it), u grid, window or folding.
+    """
+    ms = list(measurements)
+    seeds = list(seeds)
+    if not ms:
+        raise ValueError("measurements is empty: nothing to merge")
+    if len(seeds) != len(ms):
+        raise ValueError(f"seeds has {len(seeds)} entries, measurements has {len(ms)}: one seed per run")
+    for i, m in enumerate(ms):
+        if not isinstance(m, FluxMeasurement):
+            raise TypeError(f"measurements[{i}] is a {type(m).__name__}, not a FluxMeasurement")
+    first = ms[0]
+    if first.N is None:
+        raise ValueError("measurements[0] does not record N (FluxMeasurement.N is None); only runs at one known N merge")
+    u0 = np.asarray(first.u, dtype=float)
+    for i, m in enumerate(ms[1:], 1):
+        if m.N != first.N:
+            raise ValueError(f"measurements[{i}] is at N = {m.N}, measurements[0] at N = {first.N}: "
+                             "only runs at one N merge (use FluxEnsemble for several N)")
+        u = np.asarray(m.u, dtype=float)
+        if u.shape != u0.shape or not np.allclose(u, u0, rtol=1e-12, atol=1e-12 * max(1.0, np.max(np.abs(u0)))):
+            raise ValueError(f"measurements[{i}] has another u grid ({u.size} points) than measurements[0] "
+                             f"({u0.size} points)")
+        if tuple(map(float, m.window)) != tuple(map(float, first.window)):
+            raise ValueError(f"measurements[{i}] has the window {tuple(m.window)}, measurements[0] {tuple(first.window)}")
+        if bool(m.folded) != bool(first.folded):
+            raise ValueError(f"measurements[{i}] and measurements[0] differ in folding")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat ({seeds}): runs with one seed share their realisations and are not independent")
+    R = np.array([m.n_realisations for m in ms], dtype=float)
+    if np.any(R < 1):
+        raise ValueError(f"every run needs n_realisations >= 1, got {R.astype(int).tolist()}")
+    total = R.sum()
+    flux = sum(r * np.asarray(m.flux, dtype=float) for r, m in zip(R, ms)) / total
+    err = np.sqrt(sum((r * np.asarray(m.stderr, dtype=float)) ** 2 for r, m in zip(R, ms))) / total
+    return FluxMeasurement(u=u0, flux=flux, lower=flux - err, upper=flux + err, window=tuple(first.window),
+                           n_realisations=int(total), N=first.N, folded=first.folded,
+                           fit_points=min(m.fit_points for m in ms), n_boot=0, seed=None)
 
 
 def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float, np.ndarray]:

@@ -392,3 +392,141 @@ def test_performance_example_quick(tmp_path):
     assert all(v > 0 for v in report["time_to_target_s"].values())
     with pytest.raises(SystemExit):
         module.main(["--quick", "--target", "0", "--out", str(tmp_path)])
+
+
+# ------------------------------------------------------------- flux_vs_nbody.py --combine on stored runs
+def test_flux_vs_nbody_combine_reproduces_the_stored_merge(tmp_path, capsys):
+    """The three stored HMF N = 256 runs (seeds 0, 1, 2) merge, without a simulation, into the
+    stored combined result (R = 8192; ratio and chi^2 to rounding); a run given twice is refused
+    (same seed, same realisations)."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("flux_vs_nbody_example", root / "examples" / "flux_vs_nbody.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stored = root / "examples" / "results"
+    runs = [str(stored / d) for d in ("flux_vs_nbody_T6000", "flux_vs_nbody_T6000_N256_seed1",
+                                      "flux_vs_nbody_T6000_N256_seed2")]
+    base = ["--t-end", "6000", "--window", "100", "6000", "--out", str(tmp_path)]
+    assert module.main(base + ["--combine", *runs]) == 0
+    assert "combined: N = 256, R = 8192" in capsys.readouterr().out
+    got = json.loads((tmp_path / "flux_vs_nbody.json").read_text())
+    want = json.loads((stored / "flux_vs_nbody_T6000_combined" / "flux_vs_nbody.json").read_text())
+    assert set(got["comparisons"]) == set(want["comparisons"])
+    for label, c in want["comparisons"].items():
+        for key in ("ratio_measured_over_predicted", "ratio_err", "chi2_dof", "chi2_dof_after_ratio"):
+            assert got["comparisons"][label][key] == pytest.approx(c[key], rel=1e-9), (label, key)
+    with pytest.raises(SystemExit, match="seeds repeat"):
+        module.main(base + ["--combine", runs[1], runs[1]])
+
+
+# ---------------------------------------------------------------- merging runs at one N (merge_runs)
+def _runs_from_slopes(slopes: np.ndarray, splits, *, N: int = 64, window=(100.0, 1500.0)):
+    """FluxMeasurements of per-realisation flux samples (R x U), split into independent 'runs'
+    with the textbook standard error as a symmetric band."""
+    out = []
+    for part in np.split(slopes, splits):
+        mean = part.mean(axis=0)
+        err = part.std(axis=0, ddof=1) / math.sqrt(part.shape[0])
+        out.append(FluxMeasurement(u=U, flux=mean, lower=mean - err, upper=mean + err, window=window,
+                                   n_realisations=part.shape[0], N=N, folded=True, fit_points=20))
+    return out
+
+
+def test_merge_runs_is_the_run_over_all_realisations():
+    """Runs cut from one sample merge into that sample's mean exactly, and into its standard error
+    to within the scatter of an error estimate (R = 3000: a few per cent)."""
+    from numerics.validate import merge_runs
+
+    rng = np.random.default_rng(11)
+    slopes = truth_a(U) + 0.05 * rng.standard_normal((3000, U.size))
+    whole = _runs_from_slopes(slopes, [])[0]
+    parts = _runs_from_slopes(slopes, [500, 1700])  # R = 500, 1200, 1300: unequal on purpose
+    merged = merge_runs(parts, seeds=[0, 1, 2])
+    assert merged.n_realisations == 3000 and merged.N == 64 and merged.folded and merged.n_boot == 0
+    np.testing.assert_allclose(merged.flux, whole.flux, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(merged.stderr, whole.stderr, rtol=0.08)
+    np.testing.assert_allclose(0.5 * (merged.lower + merged.upper), merged.flux, atol=1e-15)  # symmetric band
+    # the weights are R, not 1/err^2: an unweighted mean of the parts differs from the sample mean
+    plain = np.mean([p.flux for p in parts], axis=0)
+    assert np.max(np.abs(plain - whole.flux)) > 1e-4
+    # one run merges into itself
+    single = merge_runs(parts[:1], seeds=[5])
+    np.testing.assert_array_equal(single.flux, parts[0].flux)
+    np.testing.assert_allclose(single.stderr, parts[0].stderr, rtol=1e-14)
+
+
+@pytest.mark.parametrize("change, seeds, match", [
+    ({}, [3, 3], "seeds repeat"),
+    ({"N": 128}, [0, 1], "N = 128"),
+    ({"u": U * 1.01}, [0, 1], "u grid"),
+    ({"window": (100.0, 3000.0)}, [0, 1], "window"),
+    ({"folded": False}, [0, 1], "folding"),
+    ({}, [0], "one seed per run"),
+])
+def test_merge_runs_refuses_runs_that_are_not_one_setup(change, seeds, match):
+    from dataclasses import replace as dc_replace
+
+    from numerics.validate import merge_runs
+
+    rng = np.random.default_rng(2)
+    a, b = _runs_from_slopes(truth_a(U) + 0.05 * rng.standard_normal((200, U.size)), [100])
+    with pytest.raises(ValueError, match=match):
+        merge_runs([a, dc_replace(b, **change)], seeds=seeds)
+
+
+def test_merge_runs_needs_runs_at_a_known_n():
+    from dataclasses import replace as dc_replace
+
+    from numerics.validate import merge_runs
+
+    a, = _runs_from_slopes(np.ones((4, U.size)) + np.arange(4)[:, None], [])
+    with pytest.raises(ValueError, match="empty"):
+        merge_runs([], seeds=[])
+    with pytest.raises(ValueError, match="does not record N"):
+        merge_runs([dc_replace(a, N=None)], seeds=[0])
+    with pytest.raises(TypeError, match="not a FluxMeasurement"):
+        merge_runs([a, {"flux": a.flux}], seeds=[0, 1])
+
+
+# ---------------------------------------------------------------- the prediction (predict_n2_flux)
+def test_hot_profile_has_the_requested_Q():
+    from numerics.models.stability import Q as stability_Q
+    from numerics.validate import hot_profile
+
+    for q in (2.0, 4.0, 8.0):
+        df = hot_profile(HMF(), q)
+        assert df.sigma == pytest.approx(math.sqrt(q / 2.0), rel=1e-14)  # HMF: U* = 1/2
+        assert stability_Q(HMF(), df) == pytest.approx(q, rel=1e-12)
+    for bad in (0.0, -1.0, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="Q must be a finite number > 0"):
+            hot_profile(HMF(), bad)
+
+
+def test_predict_n2_flux_odd_extension_and_galilean_shift():
+    """Even profile: the operator is evaluated once per distinct |u| > 0 (linspace rounding
+    included) and the grid holds the odd extension, equal to 4 x flux(N = 2) evaluated directly at
+    -u. A shifted profile is not even: every point is evaluated, and the flux is the unshifted
+    one at u - shift (Galilean invariance of the operator)."""
+    from numerics.kinetic import flux
+    from numerics.models import Shifted
+    from numerics.validate import hot_profile, predict_n2_flux
+
+    df = hot_profile(HMF(), 4.0)
+    u = np.linspace(-2.0 * df.sigma, 2.0 * df.sigma, 5)
+    p = predict_n2_flux(HMF(), df, u)
+    assert p.evaluated.size == 2 and p.n2_flux[2] == 0.0
+    direct = 4.0 * flux(HMF(), df, u[:2], N=2.0).flux
+    np.testing.assert_allclose(p.n2_flux[:2], direct, rtol=1e-8, atol=1e-8 * np.max(np.abs(direct)))
+    np.testing.assert_allclose(p.n2_flux[::-1], -p.n2_flux, rtol=1e-12)
+    assert p.peak[0] > 0 and abs(p.peak[1]) == np.max(np.abs(p.n2_flux))
+
+    shift = 0.4
+    v = np.array([-0.5, 0.3, 1.1])
+    moved = predict_n2_flux(HMF(), Shifted(df, shift), v)
+    assert moved.evaluated.size == 3
+    base = predict_n2_flux(HMF(), df, v - shift)
+    np.testing.assert_allclose(moved.n2_flux, base.n2_flux, rtol=1e-6, atol=1e-6 * np.max(np.abs(p.n2_flux)))
+    with pytest.raises(ValueError, match="u must be a non-empty 1-D array"):
+        predict_n2_flux(HMF(), df, [[0.1, 0.2]])
+    with pytest.raises(ValueError, match="no point other than 0"):
+        predict_n2_flux(HMF(), df, [0.0])

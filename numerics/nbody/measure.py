@@ -25,7 +25,7 @@ import numpy as np
 
 from numerics._json import json_default
 
-__all__ = ["FluxMeasurement", "measure_flux", "write_measurement", "flux_slopes", "flux_error_budget"]
+__all__ = ["FluxMeasurement", "measure_flux", "write_measurement", "flux_slopes", "flux_error_budget", "fold_odd"]
 
 #: names of distributions that are even by construction (zero mean)
 _EVEN_DF_NAMES = ("gaussian", "generalized_gaussian")
@@ -163,7 +163,7 @@ def flux_error_budget(times, cumulative, window, *, fold: bool = False) -> dict[
     c = np.asarray(cumulative, dtype=float)[:, mask, :]
     first, last = c[:, 0, :], c[:, -1, :]
     if fold:
-        slopes, first, last = _fold(slopes), _fold(first), _fold(last)
+        slopes, first, last = fold_odd(slopes), fold_odd(first), fold_odd(last)
     span = float(t[-1] - t[0])
     root_r = math.sqrt(R)
     return {
@@ -185,7 +185,7 @@ def _is_even_df(params) -> bool:
     return bool(distribution_from_dict(df).is_even)
 
 
-def _fold(flux: np.ndarray) -> np.ndarray:
+def fold_odd(flux: np.ndarray) -> np.ndarray:
     """(F(u) - F(-u)) / 2 along the last axis, for a grid symmetric about 0."""
     return 0.5 * (flux - flux[..., ::-1])
 
@@ -225,7 +225,7 @@ def measure_flux(result, window, *, fold: bool | None = None, n_boot: int = 1000
 
     flux = per_real.mean(axis=0)
     if do_fold:
-        flux = _fold(flux)
+        flux = fold_odd(flux)
 
     rng = np.random.default_rng(seed)
     boot = np.empty((int(n_boot), u.size))
@@ -238,7 +238,7 @@ def measure_flux(result, window, *, fold: bool | None = None, n_boot: int = 1000
         counts = np.bincount(flat, minlength=(stop - start) * n_real).reshape(stop - start, n_real)
         boot[start:stop] = counts @ per_real / n_real
     if do_fold:
-        boot = _fold(boot)
+        boot = fold_odd(boot)
     lower, upper = np.quantile(boot, [0.16, 0.84], axis=0)
 
     n_particles = params.get("N") if isinstance(params, dict) else None
