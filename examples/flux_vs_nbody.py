@@ -79,7 +79,8 @@ def load_measurements(args, u):
     found = {}
     for directory in args.combine:
         data = json.loads((Path(directory) / "flux_vs_nbody.json").read_text())
-        stored = data["args"]
+        # reports written before --potential/--force existed are HMF runs with the defaults
+        stored = {"potential": "hmf", "softening": 0.5, "kmax": 10, "force": "harmonic", **data["args"]}
         for key in same:
             if key in ("softening", "kmax", "force") and args.potential != "ring":
                 continue

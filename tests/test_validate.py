@@ -530,3 +530,35 @@ def test_predict_n2_flux_odd_extension_and_galilean_shift():
         predict_n2_flux(HMF(), df, [[0.1, 0.2]])
     with pytest.raises(ValueError, match="no point other than 0"):
         predict_n2_flux(HMF(), df, [0.0])
+
+
+# ---------------------------------------------------------------- q_dependence.py on stored runs
+def test_q_dependence_example_on_stored_runs(tmp_path):
+    """examples/q_dependence.py tabulates stored comparisons at one N against Q/Q_c: the rows
+    reproduce the stored ratios, the indicators follow (1 - Q_c/Q)^-4, the Q exponent is -4 plus
+    the slope of ln(ratio) (two points: exact), and bad input is refused."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("q_dependence_example", root / "examples" / "q_dependence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stored = root / "examples" / "results"
+    runs = [str(stored / "flux_vs_nbody_Q2"), str(stored / "flux_vs_nbody")]  # N = 64 at Q = 2 and Q = 4
+    assert module.main(["--N", "64", "--out", str(tmp_path), *runs]) == 0
+    report = json.loads((tmp_path / "q_dependence.json").read_text())
+    rows = report["rows"]
+    assert [r["Q"] for r in rows] == [2.0, 4.0]
+    for r, d in zip(rows, runs):
+        c = json.loads((Path(d) / "flux_vs_nbody.json").read_text())["comparisons"]["N=64"]
+        assert r["ratio"] == c["ratio_measured_over_predicted"]
+        assert r["eps1_static_inv4"] == pytest.approx((1.0 - 1.0 / r["Q_over_Qc"]) ** -4, rel=1e-6)
+        assert r["eps1_at_peak_inv4"] > 1.0
+    assert rows[0]["Q_c"] == pytest.approx(0.457, abs=1e-3)  # generalised Gaussian n = 4 (PHYSICS.md)
+    slope = math.log(rows[1]["ratio"] / rows[0]["ratio"]) / math.log(2.0)
+    assert report["q_exponent"]["measured_exponent"] == pytest.approx(-4.0 + slope, rel=1e-9)
+    assert (tmp_path / "q_dependence.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="share a value of Q"):
+        module.main(["--N", "64", "--out", str(tmp_path), runs[1], runs[1]])
+    with pytest.raises(SystemExit, match="no comparison at N = 256"):
+        module.main(["--N", "256", "--out", str(tmp_path), runs[0]])
+    with pytest.raises(SystemExit, match="potential"):
+        module.main(["--N", "64", "--out", str(tmp_path), runs[0], str(stored / "flux_vs_nbody_ring")])
