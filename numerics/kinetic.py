@@ -702,14 +702,21 @@ def check_validity(potential: Potential, df: VelocityDistribution, kmax: int, *,
 
 def richardson(values) -> tuple[np.ndarray, np.ndarray]:
     """Extrapolate values[j] = J(eps0 / 2^j) to eps -> 0 assuming J = J0 + a eps + b eps^2 + ...
-    (Richardson table); returns (J0, |J0 - the extrapolant one order lower|)."""
+    (Richardson table); returns (J0, error estimate).
+
+    The estimate is the larger of |J0 - the extrapolant one order lower| and |J0 - the best
+    extrapolant without the smallest eps|. The first alone is the textbook estimate; it was
+    measured to miss the true error by up to 3.3x for the HMF flux at the default 3 levels (2.4 %
+    of max |F| at u = 0.9 sigma against an estimate of 0.7 %), where the series in eps is not yet
+    asymptotic; with the second the estimate covered the true error at all 12 points checked
+    (3 and 4 levels, HMF, n = 4), 1.2-30x pessimistic."""
     rows = [[np.asarray(x, dtype=float)] for x in values]
     for j in range(1, len(rows)):
         for m in range(1, j + 1):
             f = 2.0**m
             rows[j].append((f * rows[j][m - 1] - rows[j - 1][m - 1]) / (f - 1.0))
     last = rows[-1]
-    return last[-1], np.abs(last[-1] - last[-2])
+    return last[-1], np.maximum(np.abs(last[-1] - last[-2]), np.abs(last[-1] - rows[-2][-1]))
 
 
 def flux(potential: Potential, df: VelocityDistribution, v, *, N: float, kmax: int | None = None,

@@ -29,6 +29,16 @@ def test_richardson_is_exact_for_a_quadratic_in_eps():
     assert err > 0  # the linear extrapolant differs
 
 
+def test_richardson_error_covers_a_series_that_is_not_yet_asymptotic():
+    """J = J0 + exp(-c/eps) has no power series at eps -> 0: the extrapolation is off by 0.22 and
+    the textbook estimate (the last two extrapolants of the last row, 0.09) misses it; the estimate
+    returned also compares with the best extrapolant of the levels before, and covers it."""
+    eps = 0.3 / 2.0 ** np.arange(3)
+    best, err = richardson([1.0 + np.exp(-0.05 / e) for e in eps])
+    assert abs(best - 1.0) > 0.2
+    assert err >= abs(best - 1.0)
+
+
 def test_sum_free_condition():
     assert sum_free({1: 1.0}) and sum_free({1: 1.0, 3: 0.2, 5: -0.1}) and sum_free({2: 1.0, 3: 1.0})
     assert not sum_free({1: 1.0, 2: 0.1}) and not sum_free({1: 1.0, 3: 0.1, 4: 0.1})
