@@ -396,19 +396,20 @@ def test_performance_example_quick(tmp_path):
 
 # ------------------------------------------------------------- flux_vs_nbody.py --combine on stored runs
 def test_flux_vs_nbody_combine_reproduces_the_stored_merge(tmp_path, capsys):
-    """The three stored HMF N = 256 runs (seeds 0, 1, 2) merge, without a simulation, into the
-    stored combined result (R = 8192; ratio and chi^2 to rounding); a run given twice is refused
-    (same seed, same realisations)."""
+    """The stored HMF runs at N = 256 (seeds 0, 1, 2) and N = 128 (seeds 0, 21) merge, without a
+    simulation, into the stored combined result (R = 8192 and 12288; ratio and chi^2 to rounding);
+    a run given twice is refused (same seed, same realisations)."""
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location("flux_vs_nbody_example", root / "examples" / "flux_vs_nbody.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     stored = root / "examples" / "results"
     runs = [str(stored / d) for d in ("flux_vs_nbody_T6000", "flux_vs_nbody_T6000_N256_seed1",
-                                      "flux_vs_nbody_T6000_N256_seed2")]
+                                      "flux_vs_nbody_T6000_N256_seed2", "flux_vs_nbody_T6000_N128_seed21")]
     base = ["--t-end", "6000", "--window", "100", "6000", "--out", str(tmp_path)]
     assert module.main(base + ["--combine", *runs]) == 0
-    assert "combined: N = 256, R = 8192" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "combined: N = 128, R = 12288" in printed and "combined: N = 256, R = 8192" in printed
     got = json.loads((tmp_path / "flux_vs_nbody.json").read_text())
     want = json.loads((stored / "flux_vs_nbody_T6000_combined" / "flux_vs_nbody.json").read_text())
     assert set(got["comparisons"]) == set(want["comparisons"])
@@ -543,10 +544,12 @@ def test_q_dependence_example_on_stored_runs(tmp_path):
     spec.loader.exec_module(module)
     stored = root / "examples" / "results"
     runs = [str(stored / "flux_vs_nbody_Q2"), str(stored / "flux_vs_nbody")]  # N = 64 at Q = 2 and Q = 4
-    assert module.main(["--N", "64", "--out", str(tmp_path), *runs]) == 0
+    assert module.main(["--N", "64", "128", "--out", str(tmp_path), *runs]) == 0
     report = json.loads((tmp_path / "q_dependence.json").read_text())
-    rows = report["rows"]
-    assert [r["Q"] for r in rows] == [2.0, 4.0]
+    assert report["Ns"] == [64, 128]
+    assert [(r["N"], r["Q"]) for r in report["rows"]] == [(64, 2.0), (64, 4.0), (128, 4.0)]
+    assert list(report["q_exponent"]) == ["64"]  # one Q at N = 128: no exponent
+    rows = report["rows"][:2]
     for r, d in zip(rows, runs):
         c = json.loads((Path(d) / "flux_vs_nbody.json").read_text())["comparisons"]["N=64"]
         assert r["ratio"] == c["ratio_measured_over_predicted"]
@@ -554,11 +557,46 @@ def test_q_dependence_example_on_stored_runs(tmp_path):
         assert r["eps1_at_peak_inv4"] > 1.0
     assert rows[0]["Q_c"] == pytest.approx(0.457, abs=1e-3)  # generalised Gaussian n = 4 (PHYSICS.md)
     slope = math.log(rows[1]["ratio"] / rows[0]["ratio"]) / math.log(2.0)
-    assert report["q_exponent"]["measured_exponent"] == pytest.approx(-4.0 + slope, rel=1e-9)
+    assert report["q_exponent"]["64"]["measured_exponent"] == pytest.approx(-4.0 + slope, rel=1e-9)
     assert (tmp_path / "q_dependence.png").stat().st_size > 1000
+    assert module.main(["--N", "64", "128", "--out", str(tmp_path), runs[0], runs[1] + ":128"]) == 0  # DIR:N
+    assert [(r["N"], r["Q"]) for r in json.loads((tmp_path / "q_dependence.json").read_text())["rows"]] == [
+        (64, 2.0), (128, 4.0)]
     with pytest.raises(SystemExit, match="share a value of Q"):
         module.main(["--N", "64", "--out", str(tmp_path), runs[1], runs[1]])
+    with pytest.raises(SystemExit, match="not among --N"):
+        module.main(["--N", "64", "--out", str(tmp_path), runs[1] + ":128"])
     with pytest.raises(SystemExit, match="no comparison at N = 256"):
         module.main(["--N", "256", "--out", str(tmp_path), runs[0]])
     with pytest.raises(SystemExit, match="potential"):
         module.main(["--N", "64", "--out", str(tmp_path), runs[0], str(stored / "flux_vs_nbody_ring")])
+
+
+# ---------------------------------------------------------------- window_scan.py on a tiny stored run
+def test_window_scan_example_on_a_tiny_run(tmp_path):
+    """examples/window_scan.py splits a stored run into sub-windows, compares each with the
+    prediction and fits a trend; the sub-window fluxes are those measure_flux gives directly."""
+    from numerics.nbody import measure_flux, simulate
+    from numerics.validate import hot_profile
+
+    df = hot_profile(HMF(), 4.0)
+    u = np.linspace(-3 * df.sigma, 3 * df.sigma, 21)
+    run = simulate(HMF(), df, 16, 64, 60.0, 0.1, backend="numpy", seed=3, n_snapshots=31, u_grid=u, progress=False)
+    path = run.save(tmp_path / "run_N16.npz")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("window_scan_example", root / "examples" / "window_scan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(path), "--t0", "6", "--split", "3", "--n-boot", "50", "--out", str(tmp_path / "ws")]) == 0
+    report = json.loads((tmp_path / "ws" / "window_scan.json").read_text())
+    assert [r["window"] for r in report["rows"]] == [[6.0, 24.0], [24.0, 42.0], [42.0, 60.0]]
+    m = measure_flux(run, (24.0, 42.0), n_boot=50)
+    j = int(np.argmax(np.abs(np.asarray(report["prediction"]["N2_flux"])) * (u > 0)))
+    assert report["rows"][1]["at_predicted_peak"] == pytest.approx(
+        256 * m.flux[j] / report["prediction"]["N2_flux"][j], rel=1e-12)
+    assert math.isfinite(report["trend"]["slope_sigmas"]) and report["N"] == 16 and report["R"] == 64
+    assert (tmp_path / "ws" / "window_scan.png").stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        module.main([str(path), "--split", "1"])
+    with pytest.raises(SystemExit, match="--t0 must lie in"):
+        module.main([str(path), "--t0", "60", "--out", str(tmp_path / "ws")])
