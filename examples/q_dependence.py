@@ -184,7 +184,7 @@ def main(argv=None) -> int:
 
 def _plot(rows, profiles, path, name, potential, n, kmax):
     """Left: measured/predicted against Q/Q_c per N, with the two indicators. Right: the measured
-    profiles at the largest N and the predicted one in units of the predicted peak, against
+    profiles at the N with the most values of Q and the predicted one in units of the predicted peak, against
     u / sigma (the bare operator's shape does not depend on Q in these units)."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -212,14 +212,15 @@ def _plot(rows, profiles, path, name, potential, n, kmax):
         df = hot_profile(potential, g * qc, n, kmax=kmax)
         u_peak = rows[0]["predicted_peak"]["u_over_sigma"] * df.sigma
         at_peak.append(abs(complex(dielectric(potential, df, 1, u_peak, kmax=kmax))) ** -4)
-    ax.plot(grid, (1.0 - 1.0 / grid) ** -4, color="C3", lw=1.2, label=r"indicator $|\varepsilon_1(0)|^{-4}$")
-    ax.plot(grid, at_peak, color="C2", lw=1.2, ls="--", label=r"indicator $|\varepsilon_1(k u_{peak})|^{-4}$")
+    ax.plot(grid, (1.0 - 1.0 / grid) ** -4, color="0.25", lw=1.2, label=r"indicator $|\varepsilon_1(0)|^{-4}$")
+    ax.plot(grid, at_peak, color="0.45", lw=1.2, ls="--", label=r"indicator $|\varepsilon_1(k u_{peak})|^{-4}$")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xlabel(r"$Q / Q_c$")
     ax.set_ylabel("amplitude relative to the hot-limit prediction")
     ax.set_title(f"{name}, n = {n:g}: agreement against Q/Q_c")
     ax.legend(fontsize=7)
-    largest = [(r, prof) for r, prof in zip(rows, profiles) if r["N"] == Ns[-1]]
+    shown = max(Ns, key=lambda N: (sum(r["N"] == N for r in rows), N))  # the N with the most Q values
+    largest = [(r, prof) for r, prof in zip(rows, profiles) if r["N"] == shown]
     for i, (r, (u, pred, meas, err)) in enumerate(largest):
         scale = abs(r["predicted_peak"]["N2_flux"])
         w = u / r["sigma"]
@@ -231,7 +232,7 @@ def _plot(rows, profiles, path, name, potential, n, kmax):
     bx.axhline(0.0, color="k", lw=0.5)
     bx.set_xlabel(r"$u / \sigma$")
     bx.set_ylabel(r"$N^2\mathcal{F}$ / |predicted peak|")
-    bx.set_title(f"measured profiles at N = {Ns[-1]} in units of the prediction")
+    bx.set_title(f"measured profiles at N = {shown} in units of the prediction")
     bx.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
