@@ -13,6 +13,8 @@ tabulates them against Q/Q_c:
   grows like sigma / Q^4, so runs at different Q should have windows that make this the same);
 * the measured Q exponent at each N: a weighted fit of ln(ratio) against ln Q gives the slope s, and the
   measured amplitude then scales as Q^(-4 + s) in the units u / sigma, tau = sigma t;
+* at each Q run at three or more N, the fits of the ratio as a + b/N, a + b ln N and c N^p
+  (the 1/N intercept a is what the 1/N^2 operator predicts if the finite-N correction is 1/N);
 * two indicators of collective amplification, which the hot-limit operator neglects, from the
   bare dielectric function of the k = 1 harmonic (numerics.models.stability.dielectric):
   |eps_1(0)|^-4 = (1 - Q_c/Q)^-4 for an even single-humped profile, and |eps_1(u_peak)|^-4 at the
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
 
     from numerics import HMF, RingModel
     from numerics.models.stability import critical_Q, dielectric
-    from numerics.validate import hot_profile, write_json
+    from numerics.validate import hot_profile, weighted_line_fit, write_json
 
     entries = [e for d in args.runs for e in load(d, args.N)]
     first = entries[0]["args"]
@@ -149,23 +150,31 @@ def main(argv=None) -> int:
         at_n = [r for r in rows if r["N"] == N]
         if len(at_n) < 2:
             continue
-        x = np.log([r["Q"] for r in at_n])
-        y = np.log([r["ratio"] for r in at_n])
-        w = 1.0 / np.array([r["ratio_err"] / r["ratio"] for r in at_n]) ** 2
-        X = np.stack([np.ones_like(x), x], axis=1)
-        cov = np.linalg.inv(X.T @ (w[:, None] * X))
-        coef = cov @ X.T @ (w * y)
-        resid = y - X @ coef
-        dof = len(at_n) - 2
+        fit = weighted_line_fit(np.log([r["Q"] for r in at_n]), np.log([r["ratio"] for r in at_n]),
+                                [r["ratio_err"] / r["ratio"] for r in at_n])
         qe = report["q_exponent"][str(N)] = {
-            "Qs": [r["Q"] for r in at_n], "slope_of_ln_ratio": float(coef[1]), "slope_err": float(math.sqrt(cov[1, 1])),
-            "measured_exponent": float(-4.0 + coef[1]), "predicted_exponent": -4.0,
-            "chi2_dof": float(np.sum(w * resid**2) / dof) if dof > 0 else None,
+            "Qs": [r["Q"] for r in at_n], "slope_of_ln_ratio": fit["b"], "slope_err": fit["b_err"],
+            "measured_exponent": -4.0 + fit["b"], "predicted_exponent": -4.0, "chi2_dof": fit["chi2_dof"],
             "units": "N^2 F per unit tau = sigma t at w = u / sigma; exponent of Q at fixed profile",
         }
         print(f"N = {N}: Q exponent of the measured amplitude over Q = {min(qe['Qs']):g}-{max(qe['Qs']):g}: "
               f"{qe['measured_exponent']:.2f} +- {qe['slope_err']:.2f} (predicted -4; ln(ratio) against ln Q has "
               f"slope {qe['slope_of_ln_ratio']:.2f})")
+    report["n_fits"] = {}
+    for q in sorted({r["Q"] for r in rows}):
+        at_q = [r for r in rows if r["Q"] == q]
+        if len(at_q) < 3:  # two points fit any line: nothing is tested
+            continue
+        N_ = np.array([r["N"] for r in at_q], dtype=float)
+        ratio, err = np.array([r["ratio"] for r in at_q]), np.array([r["ratio_err"] for r in at_q])
+        fits = {"a + b/N": weighted_line_fit(1.0 / N_, ratio, err),
+                "a + b ln N": weighted_line_fit(np.log(N_), ratio, err),
+                "power c N^p (fit of ln ratio)": weighted_line_fit(np.log(N_), np.log(ratio), err / ratio)}
+        report["n_fits"][f"{q:g}"] = {"Ns": N_.astype(int).tolist(), **fits}
+        inv, log_, power = fits.values()
+        print(f"Q = {q:g}, N = {', '.join(str(int(n)) for n in N_)}: a + b/N gives {inv['a']:.2f} +- {inv['a_err']:.2f} "
+              f"at N -> oo (chi2/dof {inv['chi2_dof']:.2f}); a + b ln N: chi2/dof {log_['chi2_dof']:.2f}; "
+              f"N^p with p = {power['b']:.2f} +- {power['b_err']:.2f}: chi2/dof {power['chi2_dof']:.2f}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(report, out / "q_dependence.json")

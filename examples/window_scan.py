@@ -16,7 +16,6 @@ Prints a table and writes ``window_scan.json`` and ``window_scan.png`` into --ou
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 
@@ -42,7 +41,7 @@ def main(argv=None) -> int:
     from numerics.models.distributions import distribution_from_dict
     from numerics.nbody import measure_flux
     from numerics.nbody.engine import load_result
-    from numerics.validate import compare, predict_n2_flux, write_json
+    from numerics.validate import compare, predict_n2_flux, weighted_line_fit, write_json
 
     run = load_result(args.run)
     params = run.params
@@ -82,16 +81,10 @@ def main(argv=None) -> int:
               f"{r['at_predicted_peak_err']:.2f}; inner |N^2 F| max {r['inner_peak']:.2f} +- {r['inner_peak_err']:.2f} "
               f"at u/sigma = {r['inner_peak_u_over_sigma']:.2f}", flush=True)
     t = np.array([r["t_mid"] for r in rows])
-    y = np.array([r["ratio"] for r in rows])
-    w = 1.0 / np.array([r["ratio_err"] for r in rows]) ** 2
-    X = np.stack([np.ones_like(t), t - t.mean()], axis=1)
-    cov = np.linalg.inv(X.T @ (w[:, None] * X))
-    coef = cov @ X.T @ (w * y)
-    dof = len(rows) - 2
-    trend = {"mean_ratio": float(coef[0]), "mean_ratio_err": float(math.sqrt(cov[0, 0])),
-             "slope_per_1000": float(1000 * coef[1]), "slope_err_per_1000": float(1000 * math.sqrt(cov[1, 1])),
-             "slope_sigmas": float(coef[1] / math.sqrt(cov[1, 1])),
-             "chi2_dof": float(np.sum(w * (y - X @ coef) ** 2) / dof) if dof > 0 else None,
+    fit = weighted_line_fit(t - t.mean(), [r["ratio"] for r in rows], [r["ratio_err"] for r in rows])
+    trend = {"mean_ratio": fit["a"], "mean_ratio_err": fit["a_err"],
+             "slope_per_1000": 1000 * fit["b"], "slope_err_per_1000": 1000 * fit["b_err"],
+             "slope_sigmas": fit["b"] / fit["b_err"], "chi2_dof": fit["chi2_dof"],
              "tau_end": t_end / N**2, "fraction_moved_end": t_end * abs(pred.n2_flux[jp]) / N**2}
     print(f"linear trend of measured/predicted: {trend['slope_per_1000']:+.3f} +- {trend['slope_err_per_1000']:.3f} "
           f"per 1000 time units ({trend['slope_sigmas']:+.1f} sigma); mean {trend['mean_ratio']:.3f} +- "

@@ -80,6 +80,7 @@ __all__ = [
     "extrapolate_inverse_N",
     "compare",
     "merge_runs",
+    "weighted_line_fit",
     "PredictedFlux",
     "hot_profile",
     "predict_n2_flux",
@@ -219,6 +220,29 @@ def _check_window(window, t_end: float, dt: float, n_snapshots: int) -> tuple[fl
     return t0, t1
 
 
+def _same_grid(u: np.ndarray, u0: np.ndarray) -> bool:
+    """Whether two velocity grids are the same (to rounding)."""
+    return u.shape == u0.shape and bool(np.allclose(u, u0, rtol=1e-12, atol=1e-12 * max(1.0, np.max(np.abs(u0)))))
+
+
+def weighted_line_fit(x, y, err) -> dict:
+    """Weighted least-squares straight line y = a + b x (weights 1/err^2): a, b, their 1-sigma
+    errors (not rescaled by chi^2), and chi^2/dof (None with two points)."""
+    x, y, err = (np.asarray(v, dtype=float) for v in (x, y, err))
+    if x.ndim != 1 or x.size < 2 or y.shape != x.shape or err.shape != x.shape:
+        raise ValueError(f"x, y and err must be 1-D arrays of one length >= 2, got {x.shape}, {y.shape}, {err.shape}")
+    if not np.all(np.isfinite(err) & (err > 0)):
+        raise ValueError("err must be finite and > 0 at every point")
+    w = 1.0 / err**2
+    X = np.stack([np.ones_like(x), x], axis=1)
+    cov = np.linalg.inv(X.T @ (w[:, None] * X))
+    a, b = cov @ X.T @ (w * y)
+    dof = x.size - 2
+    chi2 = float(np.sum(w * (y - a - b * x) ** 2))
+    return {"a": float(a), "b": float(b), "a_err": float(math.sqrt(cov[0, 0])), "b_err": float(math.sqrt(cov[1, 1])),
+            "chi2_dof": chi2 / dof if dof > 0 else None}
+
+
 def _symmetric(u: np.ndarray) -> bool:
     scale = max(float(np.max(np.abs(u))), 1e-300)
     return bool(np.allclose(u, -u[::-1], rtol=0.0, atol=1e-9 * scale))
@@ -310,25 +334,22 @@ def predict_n2_flux(potential, df, u, *, kmax: int | None = None, backend: str =
         raise ValueError(f"u must be a non-empty 1-D array of finite velocities, got shape {u.shape}")
     N = 2.0  # any N: flux() returns F_2 / N^2
     start = time.perf_counter()
-    if df.is_even:
+    if df.is_even:  # evaluate at the distinct |u| > 0 (|u|, |-u| equal to rounding count as one); F odd, F(0) = 0
         a = np.abs(u)
-        # distinct |u| > 0, where |u| and |-u| that differ only by rounding (a linspace) count as one
-        scale = float(a.max()) if a.size else 1.0
-        evaluated, inverse = np.unique(np.round(a[a > 0] / scale, 12), return_inverse=True)
+        scale = float(a.max())
+        evaluated, inverse = np.unique(np.round(a[a > 0] / max(scale, 1e-300), 12), return_inverse=True)
         evaluated = evaluated * scale
         if evaluated.size == 0:
             raise ValueError("u has no point other than 0, where the flux of an even profile vanishes")
-        res = flux(potential, df, evaluated, N=N, kmax=kmax, backend=backend, allow_unstable=allow_unstable,
-                   **flux_options)
-        n2 = np.zeros_like(u)
-        err = np.zeros_like(u)
-        n2[a > 0] = np.sign(u[a > 0]) * N**2 * res.flux[inverse]
-        err[a > 0] = N**2 * res.error[inverse]
+        sign, where = np.sign(u), a > 0
     else:
-        evaluated = u.copy()
-        res = flux(potential, df, evaluated, N=N, kmax=kmax, backend=backend, allow_unstable=allow_unstable,
-                   **flux_options)
-        n2, err = N**2 * res.flux, N**2 * res.error
+        evaluated, inverse = u.copy(), np.arange(u.size)
+        sign, where = np.ones_like(u), np.ones(u.shape, dtype=bool)
+    res = flux(potential, df, evaluated, N=N, kmax=kmax, backend=backend, allow_unstable=allow_unstable,
+               **flux_options)
+    n2, err = np.zeros_like(u), np.zeros_like(u)
+    n2[where] = sign[where] * N**2 * res.flux[inverse]
+    err[where] = N**2 * res.error[inverse]
     return PredictedFlux(u=u, n2_flux=n2, n2_error=err, evaluated=evaluated, result=res,
                          seconds=time.perf_counter() - start)
 
@@ -405,7 +426,7 @@ class FluxEnsemble:
         u0 = np.asarray(ms[0].u, dtype=float)
         for i, m in enumerate(ms[1:], 1):
             u = np.asarray(m.u, dtype=float)
-            if u.shape != u0.shape or not np.allclose(u, u0, rtol=1e-12, atol=1e-12 * max(1.0, np.max(np.abs(u0)))):
+            if not _same_grid(u, u0):
                 raise ValueError(f"measurements have different u grids: N = {m.N} ({u.size} points, "
                                  f"{u[0]:g}..{u[-1]:g}) vs N = {ms[0].N} ({u0.size} points, {u0[0]:g}..{u0[-1]:g}); "
                                  "all N must be measured on the same u_grid")
@@ -574,7 +595,7 @@ def merge_runs(measurements: Sequence[FluxMeasurement], seeds: Sequence[int]) ->
             raise ValueError(f"measurements[{i}] is at N = {m.N}, measurements[0] at N = {first.N}: "
                              "only runs at one N merge (use FluxEnsemble for several N)")
         u = np.asarray(m.u, dtype=float)
-        if u.shape != u0.shape or not np.allclose(u, u0, rtol=1e-12, atol=1e-12 * max(1.0, np.max(np.abs(u0)))):
+        if not _same_grid(u, u0):
             raise ValueError(f"measurements[{i}] has another u grid ({u.size} points) than measurements[0] "
                              f"({u0.size} points)")
         if tuple(map(float, m.window)) != tuple(map(float, first.window)):

@@ -559,6 +559,16 @@ def test_q_dependence_example_on_stored_runs(tmp_path):
     slope = math.log(rows[1]["ratio"] / rows[0]["ratio"]) / math.log(2.0)
     assert report["q_exponent"]["64"]["measured_exponent"] == pytest.approx(-4.0 + slope, rel=1e-9)
     assert (tmp_path / "q_dependence.png").stat().st_size > 1000
+    assert report["n_fits"] == {}  # no Q with three N here
+    # Q = 2 at three N: the 1/N fit is the weighted line in 1/N of the stored ratios
+    q2 = [str(stored / f"flux_vs_nbody_Q2_N{n}") for n in (128, 256, 512)]
+    assert module.main(["--N", "128", "256", "512", "--out", str(tmp_path / "q2"), *q2]) == 0
+    fits = json.loads((tmp_path / "q2" / "q_dependence.json").read_text())["n_fits"]["2"]
+    cs = [json.loads((Path(d) / "flux_vs_nbody.json").read_text())["comparisons"][f"N={n}"]
+          for d, n in zip(q2, (128, 256, 512))]
+    (b, a) = np.polyfit(1.0 / np.array([128, 256, 512]), [c["ratio_measured_over_predicted"] for c in cs], 1,
+                        w=[1.0 / c["ratio_err"] for c in cs])
+    assert fits["Ns"] == [128, 256, 512] and fits["a + b/N"]["a"] == pytest.approx(a, rel=1e-9)
     assert module.main(["--N", "64", "128", "--out", str(tmp_path), runs[0], runs[1] + ":128"]) == 0  # DIR:N
     assert [(r["N"], r["Q"]) for r in json.loads((tmp_path / "q_dependence.json").read_text())["rows"]] == [
         (64, 2.0), (128, 4.0)]
@@ -600,3 +610,24 @@ def test_window_scan_example_on_a_tiny_run(tmp_path):
         module.main([str(path), "--split", "1"])
     with pytest.raises(SystemExit, match="--t0 must lie in"):
         module.main([str(path), "--t0", "60", "--out", str(tmp_path / "ws")])
+
+
+def test_weighted_line_fit_against_numpy_polyfit():
+    """a, b agree with numpy.polyfit(w = 1/err); errors with its unscaled covariance; chi^2 by hand."""
+    from numerics.validate import weighted_line_fit
+
+    rng = np.random.default_rng(4)
+    x = np.linspace(0.0, 3.0, 7)
+    err = 0.05 + 0.1 * rng.random(7)
+    y = 0.4 - 1.3 * x + err * rng.standard_normal(7)
+    fit = weighted_line_fit(x, y, err)
+    (b, a), cov = np.polyfit(x, y, 1, w=1.0 / err, cov="unscaled")
+    assert fit["a"] == pytest.approx(a, rel=1e-10) and fit["b"] == pytest.approx(b, rel=1e-10)
+    assert fit["a_err"] == pytest.approx(math.sqrt(cov[1, 1]), rel=1e-8)
+    assert fit["b_err"] == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-8)
+    assert fit["chi2_dof"] == pytest.approx(np.sum(((y - a - b * x) / err) ** 2) / 5, rel=1e-10)
+    assert weighted_line_fit([0.0, 1.0], [1.0, 2.0], [0.1, 0.1])["chi2_dof"] is None
+    with pytest.raises(ValueError, match="err must be finite and > 0"):
+        weighted_line_fit(x, y, np.zeros(7))
+    with pytest.raises(ValueError, match="length >= 2"):
+        weighted_line_fit([1.0], [1.0], [1.0])
