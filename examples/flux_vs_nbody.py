@@ -17,6 +17,10 @@ several N are run. Writes JSON and PNG into --out.
                                                            # measurements of earlier runs (several seeds
                                                            # at one N are merged), compared and
                                                            # extrapolated in 1/N together
+    python examples/flux_vs_nbody.py --Q 2 --matched-windows --combine DIR1:128 DIR2 ...
+                                                           # the same across runs whose windows grow
+                                                           # with N (one window per N; DIR:N takes only
+                                                           # N from DIR)
 
 For the ring model the prediction is evaluated at --kmax (converged: examples/kmax_convergence.py)
 and the N-body force is either the harmonic sum truncated at the same kmax or the direct pair
@@ -52,22 +56,32 @@ def parse_args(argv=None):
     p.add_argument("--save-runs", metavar="DIR", default=None,
                    help="also keep each N-body run as DIR/run_N{N}.npz (cumulative fractions per realisation and "
                         "snapshot), for re-measuring other windows with numerics.nbody.measure_flux")
-    p.add_argument("--combine", nargs="+", metavar="DIR", default=None,
+    p.add_argument("--combine", nargs="+", metavar="DIR[:N]", default=None,
                    help="instead of running N-body, load the measurements stored by earlier runs of this script "
-                        "(same potential, Q, n, window and u grid): runs at one N with different seeds are merged "
-                        "(numerics.validate.merge_runs), several N are compared and extrapolated in 1/N together")
+                        "(same potential, Q, n, window and u grid; DIR:N takes only N from DIR): runs at one N with "
+                        "different seeds are merged (numerics.validate.merge_runs), several N are compared and "
+                        "extrapolated in 1/N together")
+    p.add_argument("--matched-windows", action="store_true",
+                   help="with --combine: the runs may have different fit windows at different N (e.g. t1 "
+                        "proportional to N^2, so that phi moves by the same fraction at every N); the runs merged "
+                        "at one N must still share their window. --window is then not checked, and the report "
+                        "records each N's window")
     args = p.parse_args(argv)
     if len(args.R) == 1:
         args.R = args.R * len(args.Ns)
     if len(args.R) != len(args.Ns):
         p.error("--R needs one value or one per N")
+    if args.matched_windows and not args.combine:
+        p.error("--matched-windows applies to --combine only (a new run has one --window for all N)")
     return args
 
 
 def load_measurements(args, u):
-    """The measurements stored in --combine directories (flux_vs_nbody.json), as one ensemble.
-    The stored N^2 F and its one-sigma error give the 16 %/84 % band back (symmetric); runs at
-    the same N with different seeds are merged by numerics.validate.merge_runs."""
+    """The measurements stored in --combine directories (flux_vs_nbody.json), as one ensemble, and
+    the simulation seeds behind each N. The stored N^2 F and its one-sigma error give the 16 %/84 %
+    band back (symmetric); runs at the same N with different seeds are merged by
+    numerics.validate.merge_runs. A report written by --combine records per N its realisations,
+    seeds and window and can be combined again; one written before it did so is refused."""
     import json
 
     import numpy as np
@@ -76,9 +90,20 @@ def load_measurements(args, u):
     from numerics.validate import FluxEnsemble, merge_runs
 
     same = ("potential", "softening", "kmax", "force", "Q", "n", "window", "u_points")
+    if args.matched_windows:
+        same = tuple(key for key in same if key != "window")
     found = {}
-    for directory in args.combine:
+    for spec in args.combine:
+        directory, _, only = spec.rpartition(":")
+        if not (directory and only.isdigit()):
+            directory, only = spec, None
         data = json.loads((Path(directory) / "flux_vs_nbody.json").read_text())
+        labels = [label for label in data["comparisons"] if label.startswith("N=")]
+        if only is not None:
+            if f"N={only}" not in labels:
+                raise SystemExit(f"--combine: {directory} holds no comparison at N = {only} (it has "
+                                 f"{', '.join(labels)})")
+            labels = [f"N={only}"]
         # reports written before --potential/--force existed are HMF runs with the defaults
         stored = {"potential": "hmf", "softening": 0.5, "kmax": 10, "force": "harmonic", **data["args"]}
         for key in same:
@@ -87,31 +112,44 @@ def load_measurements(args, u):
             if stored.get(key) != getattr(args, key):
                 raise SystemExit(f"--combine: {directory} was run with {key} = {stored.get(key)!r}, "
                                  f"not {getattr(args, key)!r}")
-        for label, c in data["comparisons"].items():
-            if not label.startswith("N="):
-                continue
+        for label in labels:
+            c = data["comparisons"][label]
             n = int(label[2:])
+            if "n_realisations" in c:  # written by this version: per-N realisations, seeds and window
+                R, seeds, window = int(c["n_realisations"]), [int(x) for x in c["seeds"]], tuple(c["window"])
+            elif stored.get("combine"):
+                raise SystemExit(f"--combine: {directory} is an older combined (or re-compared) report that does not "
+                                 f"record the realisations and seeds behind N = {n}; combine the runs it was made "
+                                 f"from ({', '.join(stored['combine'])})")
+            else:
+                R, seeds = int(stored["R"][stored["Ns"].index(n)]), [int(stored["seed"])]
+                window = tuple(stored["window"])
             uu = np.asarray(c["u"], dtype=float)
             if uu.shape != u.shape or not np.allclose(uu, u):
                 raise SystemExit(f"--combine: {directory} has another u grid")
             m = np.asarray([np.nan if x is None else x for x in c["measured_values"]], dtype=float) / n**2
             e = np.asarray([np.nan if x is None else x for x in c["measured_err"]], dtype=float) / n**2
-            R = int(stored["R"][stored["Ns"].index(n)])
             found.setdefault(n, []).append((
-                FluxMeasurement(u=u, flux=m, lower=m - e, upper=m + e, window=tuple(stored["window"]),
+                FluxMeasurement(u=u, flux=m, lower=m - e, upper=m + e, window=window,
                                 n_realisations=R, N=n, folded=True, fit_points=0),
-                int(stored["seed"]), directory))
-    measurements = []
+                seeds, directory))
+    measurements, seeds_at = [], {}
     for n in sorted(found):
         runs = found[n]
+        seeds = [x for r in runs for x in r[1]]
+        if len(set(seeds)) != len(seeds):
+            raise SystemExit(f"--combine: the runs at N = {n} ({', '.join(r[2] for r in runs)}) share a seed "
+                             f"({seeds}): they share realisations and are not independent")
         try:
-            measurements.append(merge_runs([r[0] for r in runs], [r[1] for r in runs]))
+            # seeds are disjoint across runs (checked above), so each run's first seed stands for it
+            measurements.append(merge_runs([r[0] for r in runs], [r[1][0] for r in runs]))
         except ValueError as exc:
             raise SystemExit(f"--combine: cannot merge the runs at N = {n} ({', '.join(r[2] for r in runs)}): {exc}")
+        seeds_at[n] = seeds
         if len(runs) > 1:
             print(f"combined: N = {n}, R = {measurements[-1].n_realisations} from "
-                  + ", ".join(f"{r[2]} (R = {r[0].n_realisations}, seed {r[1]})" for r in runs))
-    return FluxEnsemble.from_measurements(measurements)
+                  + ", ".join(f"{r[2]} (R = {r[0].n_realisations}, seed {', '.join(map(str, r[1]))})" for r in runs))
+    return FluxEnsemble.from_measurements(measurements), seeds_at
 
 
 def main(argv=None) -> int:
@@ -142,7 +180,7 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     if args.combine:
-        ens = load_measurements(args, u)
+        ens, seeds_at = load_measurements(args, u)
         Ns = list(ens.Ns)
     else:
         Ns = sorted(args.Ns)
@@ -150,17 +188,19 @@ def main(argv=None) -> int:
         ens = flux_ensemble(potential, df, Ns, R, args.t_end, args.dt, tuple(args.window), backend=args.backend,
                             seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51, kmax=sim_kmax,
                             save_dir=args.save_runs)
+        seeds_at = {n: [args.seed] for n in Ns}
     t_nbody = time.perf_counter() - t0
     results = {}
     for i, n in enumerate(ens.Ns):
         c = compare(predicted, ens.measurements[i])
-        results[f"N={n}"] = c.to_dict()
+        results[f"N={n}"] = {**c.to_dict(), "n_realisations": int(ens.Rs[i]), "seeds": seeds_at[n],
+                             "window": list(ens.measurements[i].window)}
         print(f"N = {n:4d}, R = {ens.Rs[i]}: {c}")
     fit = None
     if len(Ns) >= 2:
         fit = extrapolate_inverse_N(ens)
         c = compare(predicted, fit)
-        results["1/N intercept"] = c.to_dict()
+        results["1/N intercept"] = {**c.to_dict(), "fit": fit.summary()}
         print(f"1/N intercept: {c}")
     report = {"args": vars(args), "prediction": {"u": u.tolist(), "N2_flux": predicted.tolist(),
                                                  "error_positive_u": pred.n2_error[u > 0].tolist()},

@@ -416,8 +416,79 @@ def test_flux_vs_nbody_combine_reproduces_the_stored_merge(tmp_path, capsys):
     for label, c in want["comparisons"].items():
         for key in ("ratio_measured_over_predicted", "ratio_err", "chi2_dof", "chi2_dof_after_ratio"):
             assert got["comparisons"][label][key] == pytest.approx(c[key], rel=1e-9), (label, key)
-    with pytest.raises(SystemExit, match="seeds repeat"):
+    with pytest.raises(SystemExit, match="share a seed"):
         module.main(base + ["--combine", runs[1], runs[1]])
+
+
+def _flux_vs_nbody_module():
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("flux_vs_nbody_example", root / "examples" / "flux_vs_nbody.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, root / "examples" / "results"
+
+
+def test_flux_vs_nbody_combine_takes_single_N_and_recombines_combined_reports(tmp_path, capsys):
+    """DIR:N takes one N from a report; a combined report records per N its realisations, seeds and
+    window, so it combines again (and a run already inside it is refused as a shared seed); an older
+    combined report without them is refused rather than read with the wrong R."""
+    module, stored = _flux_vs_nbody_module()
+    base = ["--t-end", "6000", "--window", "100", "6000", "--out", str(tmp_path / "out")]
+    combined = stored / "flux_vs_nbody_T6000_combined"
+    assert module.main(base + ["--combine", f"{combined}:128", f"{combined}:256"]) == 0
+    got = json.loads((tmp_path / "out" / "flux_vs_nbody.json").read_text())["comparisons"]
+    want = json.loads((combined / "flux_vs_nbody.json").read_text())["comparisons"]
+    assert set(got) == {"N=128", "N=256", "1/N intercept"}
+    for label in ("N=128", "N=256"):
+        assert got[label]["ratio_measured_over_predicted"] == pytest.approx(
+            want[label]["ratio_measured_over_predicted"], rel=1e-12)
+    assert (got["N=128"]["n_realisations"], got["N=128"]["seeds"]) == (12288, [0, 21])
+    assert (got["N=256"]["n_realisations"], got["N=256"]["seeds"]) == (8192, [0, 1, 2])
+    with pytest.raises(SystemExit, match="share a seed"):
+        module.main(base + ["--combine", f"{combined}:256", str(stored / "flux_vs_nbody_T6000_N256_seed1")])
+    with pytest.raises(SystemExit, match="no comparison at N = 1024"):
+        module.main(base + ["--combine", f"{combined}:1024"])
+    old = json.loads((combined / "flux_vs_nbody.json").read_text())
+    for c in old["comparisons"].values():
+        for key in ("n_realisations", "seeds", "window"):
+            c.pop(key, None)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "flux_vs_nbody.json").write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="older combined .or re-compared. report"):
+        module.main(base + ["--combine", str(tmp_path / "old")])
+    capsys.readouterr()
+
+
+def test_flux_vs_nbody_matched_windows_extrapolates_the_stored_Q2_runs(tmp_path, capsys):
+    """The HMF Q = 2 runs at N = 128-2048 have windows t1 proportional to N^2: without
+    --matched-windows they are refused, with it they are extrapolated in 1/N (the stored report
+    flux_vs_nbody_Q2_inverse_N), each N keeping its own window; the intercept at the measured peak
+    equals an independent weighted straight-line fit in 1/N (numpy.polyfit) of the stored per-N values."""
+    module, stored = _flux_vs_nbody_module()
+    runs = [str(stored / f"flux_vs_nbody_Q2_N{n}") for n in (128, 256, 512, 1024, 2048)]
+    base = ["--Q", "2", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="window"):
+        module.main(base + ["--combine", *runs])
+    with pytest.raises(SystemExit):  # --matched-windows needs --combine
+        module.parse_args(base + ["--matched-windows"])
+    assert module.main(base + ["--matched-windows", "--combine", *runs]) == 0
+    got = json.loads((tmp_path / "flux_vs_nbody.json").read_text())["comparisons"]
+    want = json.loads((stored / "flux_vs_nbody_Q2_inverse_N" / "flux_vs_nbody.json").read_text())["comparisons"]
+    windows = [tuple(got[f"N={n}"]["window"]) for n in (128, 256, 512, 1024, 2048)]
+    assert windows == [(20.0, 132.0), (100.0, 530.0), (100.0, 2120.0), (100.0, 8480.0), (100.0, 33920.0)]
+    c = got["1/N intercept"]
+    for key in ("ratio_measured_over_predicted", "ratio_err", "chi2_dof", "chi2_dof_after_ratio"):
+        assert c[key] == pytest.approx(want["1/N intercept"][key], rel=1e-9)
+    assert c["fit"]["Ns"] == [128, 256, 512, 1024, 2048] and c["fit"]["dof_per_point"] == 3
+    u = np.asarray(c["u"])
+    j = int(np.argmin(np.abs(u - c["fit"]["u_peak"])))
+    Ns = np.array([128, 256, 512, 1024, 2048], dtype=float)
+    y = np.array([got[f"N={n}"]["measured_values"][j] for n in Ns.astype(int)])
+    e = np.array([got[f"N={n}"]["measured_err"][j] for n in Ns.astype(int)])
+    slope, intercept = np.polyfit(1.0 / Ns, y, 1, w=1.0 / e)
+    assert c["fit"]["a_peak"] == pytest.approx(intercept, rel=1e-9)
+    assert c["measured_values"][j] == pytest.approx(intercept, rel=1e-9)
+    capsys.readouterr()
 
 
 # ---------------------------------------------------------------- merging runs at one N (merge_runs)
