@@ -186,13 +186,14 @@ def main(argv=None) -> int:
                          np.asarray([np.nan if v is None else v for v in c["measured_values"]], dtype=float),
                          np.asarray([np.nan if v is None else v for v in c["measured_err"]], dtype=float)))
     label = "HMF" if first["potential"] == "hmf" else f"ring model (softening {first['softening']:g}, kmax {kmax})"
-    _plot(rows, profiles, out / "q_dependence.png", label, potential, first["n"], kmax)
+    _plot(rows, profiles, out / "q_dependence.png", label, potential, first["n"], kmax, report["n_fits"])
     print(f"wrote {out / 'q_dependence.json'}, {out / 'q_dependence.png'}")
     return 0
 
 
-def _plot(rows, profiles, path, name, potential, n, kmax):
-    """Left: measured/predicted against Q/Q_c per N, with the two indicators. Right: the measured
+def _plot(rows, profiles, path, name, potential, n, kmax, n_fits):
+    """Left: measured/predicted against Q/Q_c per N, the a + b/N intercepts at the Q run at three or
+    more N, and the two indicators. Right: the measured
     profiles at the N with the most values of Q and the predicted one in units of the predicted peak, against
     u / sigma (the bare operator's shape does not depend on Q in these units)."""
     import numpy as np
@@ -214,6 +215,11 @@ def _plot(rows, profiles, path, name, potential, n, kmax):
         ax.errorbar(x, [r["peak_ratio"] for r in at_n], yerr=[r["peak_ratio_err"] for r in at_n], fmt="s",
                     color=f"C{i}", mfc="none", label=f"N = {N}: largest |N^2 F|, measured / predicted")
     qc = rows[0]["Q_c"]
+    if n_fits:
+        qs = sorted(n_fits, key=float)
+        ax.errorbar([float(q) / qc for q in qs], [n_fits[q]["a + b/N"]["a"] for q in qs],
+                    yerr=[n_fits[q]["a + b/N"]["a_err"] for q in qs], fmt="*", ms=11, color="k",
+                    label="N -> oo: intercept of a + b/N")
     xs = [r["Q_over_Qc"] for r in rows]
     grid = np.linspace(min(xs) * 0.9, max(xs) * 1.15, 60)
     at_peak = []
