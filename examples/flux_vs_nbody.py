@@ -175,8 +175,10 @@ def main(argv=None) -> int:
     pred = predict_n2_flux(potential, df, u, kmax=kmax, backend="numpy" if args.backend == "numpy" else "jax",
                            allow_unstable=True)
     predicted, t_predict = pred.n2_flux, pred.seconds
+    collective = pred.to_dict()["collective_indicator"]
     print(f"prediction (Q = {pred.result.Q:.3g}): {pred.evaluated.size} points in {t_predict:.1f} s; peak N^2 F = "
-          f"{pred.peak[1]:.4g}", flush=True)
+          f"{pred.peak[1]:.4g}" + (f"; collective indicator |eps_{collective['k']}|^-4 = {collective['indicator']:.3g} "
+                                   "(the prediction is the bare one)" if collective else ""), flush=True)
 
     t0 = time.perf_counter()
     if args.combine:
@@ -203,7 +205,8 @@ def main(argv=None) -> int:
         results["1/N intercept"] = {**c.to_dict(), "fit": fit.summary()}
         print(f"1/N intercept: {c}")
     report = {"args": vars(args), "prediction": {"u": u.tolist(), "N2_flux": predicted.tolist(),
-                                                 "error_positive_u": pred.n2_error[u > 0].tolist()},
+                                                 "error_positive_u": pred.n2_error[u > 0].tolist(),
+                                                 "collective_indicator": collective},
               "comparisons": results, "timings_s": {"predict": t_predict, "nbody": t_nbody}}
     write_json(report, out / "flux_vs_nbody.json")
     plot_ensemble(ens, out / "flux_vs_nbody.png", fit=fit, predicted=predicted,

@@ -21,6 +21,7 @@ from numerics.models import (  # noqa: F401  (curated public surface)
     VelocityDistribution,
     Q,
     check_stable,
+    collective_indicator,
     critical_Q,
     dielectric,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "VelocityDistribution",
     "Q",
     "check_stable",
+    "collective_indicator",
     "critical_Q",
     "dielectric",
 ]

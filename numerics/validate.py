@@ -295,6 +295,9 @@ class PredictedFlux:
     evaluated (for an even profile only the distinct |u| > 0: the flux is odd, 0 at u = 0, and the
     grid values are its odd extension, not an interpolation); ``result``: the
     :class:`numerics.kinetic.FluxResult` there (meta, content hash, timings); ``seconds``: wall time.
+    ``collective``: :func:`numerics.models.stability.collective_indicator` of the state (how much
+    dressing the couplings by the static dielectric function would scale the flux; the prediction
+    is the bare, hot-limit one), or None where Q <= Q_c was evaluated with ``allow_unstable``.
     """
 
     u: np.ndarray
@@ -303,6 +306,7 @@ class PredictedFlux:
     evaluated: np.ndarray
     result: object
     seconds: float
+    collective: dict | None = None
 
     @property
     def peak(self) -> tuple[float, float]:
@@ -313,8 +317,12 @@ class PredictedFlux:
         return float(self.u[j]), float(self.n2_flux[j])
 
     def to_dict(self) -> dict:
+        collective = None if self.collective is None else {
+            "k": self.collective["k"], "indicator": self.collective["indicator"],
+            "eps": [self.collective["eps"].real, self.collective["eps"].imag], "omega": self.collective["omega"]}
         return {"u": self.u.tolist(), "N2_flux": self.n2_flux.tolist(), "N2_error": self.n2_error.tolist(),
-                "seconds": self.seconds, "operator_hash": dict(getattr(self.result, "meta", {}) or {}).get("content_hash")}
+                "seconds": self.seconds, "operator_hash": dict(getattr(self.result, "meta", {}) or {}).get("content_hash"),
+                "collective_indicator": collective}
 
 
 def predict_n2_flux(potential, df, u, *, kmax: int | None = None, backend: str = "jax",
@@ -328,6 +336,7 @@ def predict_n2_flux(potential, df, u, *, kmax: int | None = None, backend: str =
     turn the operator into the N^2 F that :func:`compare` takes.
     """
     from numerics.kinetic import flux
+    from numerics.models.stability import collective_indicator
 
     u = np.asarray(u, dtype=float)
     if u.ndim != 1 or u.size == 0 or not np.all(np.isfinite(u)):
@@ -350,8 +359,14 @@ def predict_n2_flux(potential, df, u, *, kmax: int | None = None, backend: str =
     n2, err = np.zeros_like(u), np.zeros_like(u)
     n2[where] = sign[where] * N**2 * res.flux[inverse]
     err[where] = N**2 * res.error[inverse]
+    try:
+        collective = collective_indicator(potential, df, kmax=kmax)
+    except ValueError:
+        if not allow_unstable:  # flux() would have raised first; this is not expected
+            raise
+        collective = None  # Q <= Q_c, evaluated on request: the indicator diverges or is meaningless
     return PredictedFlux(u=u, n2_flux=n2, n2_error=err, evaluated=evaluated, result=res,
-                         seconds=time.perf_counter() - start)
+                         seconds=time.perf_counter() - start, collective=collective)
 
 
 # ============================================================================ the ensemble

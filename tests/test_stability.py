@@ -31,7 +31,8 @@ from numerics.models import (
     RingModel,
     Tabulated,
 )
-from numerics.models.stability import Q, check_stable, critical_Q, dielectric
+from numerics.models import Shifted
+from numerics.models.stability import Q, check_stable, collective_indicator, critical_Q, dielectric
 
 
 def plasma_Z(zeta):
@@ -49,7 +50,7 @@ def qc_generalized_gaussian(n):
 
 # --- Q ------------------------------------------------------------------------------------------
 def test_public_surface():
-    for name in ("Q", "critical_Q", "dielectric", "check_stable"):
+    for name in ("Q", "critical_Q", "dielectric", "check_stable", "collective_indicator"):
         assert getattr(numerics, name) is getattr(numerics.models, name)
 
 
@@ -257,3 +258,37 @@ def test_dielectric_reality_condition_for_a_skewed_profile():
                                    atol=1e-13)
     # not symmetric in k alone: the profile is skewed
     assert not np.allclose(dielectric(pot, tab, -1, omega), dielectric(pot, tab, 1, omega))
+
+
+# --- collective indicator ---------------------------------------------------------------------
+@pytest.mark.parametrize("q", [2.0, 4.0, 8.8])
+@pytest.mark.parametrize("potential", [HMF(), RingModel(0.5), FourierPotential({1: 0.2, 2: 0.5, 3: -0.1})])
+def test_collective_indicator_is_static_dressing_of_the_strongest_harmonic(potential, q):
+    """For an even single-humped profile the indicator is (1 - Q_c/Q)^-4 at the most attractive
+    harmonic, whatever the potential (PV of phi'/v is k-independent); a shifted profile gives the
+    same value at omega = k vbar (Galilean invariance of eps)."""
+    u_star = potential.attractive_max(10)
+    n = 4.0
+    sigma = math.sqrt(q * u_star)
+    df = GeneralizedGaussian(n, sigma=sigma)
+    got = collective_indicator(potential, df, kmax=10)
+    k_star = int(np.argmax(potential.coefficients(10)[1:])) + 1
+    assert got["k"] == k_star and got["omega"] == 0.0
+    assert got["indicator"] == pytest.approx((1.0 - qc_generalized_gaussian(n) / q) ** -4, rel=1e-8)
+    shifted = collective_indicator(potential, Shifted(df, 0.37), kmax=10)
+    assert shifted["omega"] == pytest.approx(0.37 * k_star)
+    assert shifted["indicator"] == pytest.approx(got["indicator"], rel=1e-8)
+
+
+def test_collective_indicator_refuses_marginal_and_unstable_states_and_bad_kmax():
+    qc = qc_generalized_gaussian(4.0)
+    for q in (qc, 0.8 * qc):
+        df = GeneralizedGaussian(4.0, sigma=math.sqrt(q * 0.5))
+        with pytest.raises(ValueError, match="Q <= Q_c"):
+            collective_indicator(HMF(), df)
+    df = GeneralizedGaussian(4.0, sigma=2.0)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="kmax"):
+            collective_indicator(HMF(), df, kmax=bad)
+    # no attractive harmonic: screening, the indicator is below 1
+    assert collective_indicator(FourierPotential({1: -0.5}), df)["indicator"] < 1.0

@@ -604,6 +604,28 @@ def test_predict_n2_flux_odd_extension_and_galilean_shift():
         predict_n2_flux(HMF(), df, [0.0])
 
 
+def test_predict_n2_flux_carries_the_collective_indicator():
+    """The prediction says how large the neglected collective effects may be: the static dressing
+    indicator of the state ((1 - Q_c/Q)^-4 for the HMF), also in to_dict; below Q_c, evaluated only
+    on request (allow_unstable), there is none."""
+    import warnings
+
+    from numerics.models.stability import critical_Q
+    from numerics.validate import hot_profile, predict_n2_flux
+
+    df = hot_profile(HMF(), 4.0)
+    p = predict_n2_flux(HMF(), df, np.array([0.5, 1.0]))
+    assert p.collective["indicator"] == pytest.approx((1.0 - critical_Q(df) / 4.0) ** -4, rel=1e-10)
+    stored = p.to_dict()["collective_indicator"]
+    assert stored["k"] == 1 and stored["indicator"] == p.collective["indicator"] and stored["eps"][1] == 0.0
+    json.dumps(p.to_dict())
+    cold = hot_profile(HMF(), 0.9 * critical_Q(df))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q = predict_n2_flux(HMF(), cold, np.array([0.5]), allow_unstable=True)
+    assert q.collective is None and q.to_dict()["collective_indicator"] is None
+
+
 # ---------------------------------------------------------------- q_dependence.py on stored runs
 def test_q_dependence_example_on_stored_runs(tmp_path):
     """examples/q_dependence.py tabulates stored comparisons at one N against Q/Q_c: the rows

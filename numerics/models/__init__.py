@@ -16,6 +16,7 @@ from numerics.models.distributions import (  # noqa: F401
 from numerics.models.stability import (  # noqa: F401
     Q,
     check_stable,
+    collective_indicator,
     critical_Q,
     dielectric,
 )

@@ -40,7 +40,7 @@ from numerics.models.potentials import Potential
 #: total mass of the system (PHYSICS.md: M = 1 everywhere)
 TOTAL_MASS = 1.0
 
-__all__ = ["TOTAL_MASS", "Q", "critical_Q", "dielectric", "check_stable"]
+__all__ = ["TOTAL_MASS", "Q", "critical_Q", "dielectric", "check_stable", "collective_indicator"]
 
 # quadrature tolerances for the principal values (absolute, in units of 1/sigma^2)
 _EPSABS = 1e-13
@@ -154,6 +154,37 @@ def dielectric(potential: Potential, df: VelocityDistribution, k: int, omega, km
     eps = 1.0 + TOTAL_MASS * u_k * (pv + 1j * landau)
     eps = eps.reshape(omega_arr.shape)
     return eps[()] if eps.ndim == 0 else eps
+
+
+def collective_indicator(potential: Potential, df: VelocityDistribution, kmax: int | None = None) -> dict:
+    """How large the collective effects the hot-limit (bare) operators neglect may be: an indicator.
+
+    The three-body flux is quartic in the pair couplings U_k. Dressing each coupling by the
+    static dielectric function of its harmonic, U_k -> U_k / eps_k(k vbar) (vbar the mean velocity),
+    would scale it by |eps_k(k vbar)|^-4. This returns that factor for the most attractive harmonic
+    k* (the largest, since P int phi'(v) / (v - vbar) dv does not depend on k): for an even
+    single-humped phi it is (1 - Q_c / Q)^-4. It is a size, not a prediction: the dressed operator
+    is not derived here, and N-body fluxes measured against the bare prediction deviate in shape
+    too (README, "Q and N dependence").
+
+    ``kmax``: truncation of the potential, as in :func:`Q` (default: its exact range, or 64).
+    Returns {"k": k*, "eps": eps_k*(k* vbar) (complex), "indicator": |eps|^-4, "omega": k* vbar}.
+    Raises ValueError when Re eps <= 0 there (Q <= Q_c for a single-humped phi: at marginal
+    stability the indicator diverges, beyond it the homogeneous state does not persist).
+    """
+    if kmax is None:
+        kmax = potential.kmax_exact if potential.kmax_exact is not None else 64
+    elif isinstance(kmax, bool) or not isinstance(kmax, (int, np.integer)) or kmax < 1:
+        raise ValueError(f"kmax must be an integer >= 1 or None, got {kmax!r}")
+    coefficients = np.asarray(potential.coefficients(int(kmax)), dtype=float)
+    k_star = int(np.argmax(coefficients[1:])) + 1
+    omega = k_star * float(df.mean)
+    eps = complex(dielectric(potential, df, k_star, omega, kmax=int(kmax)))
+    if not eps.real > 1e-12:
+        raise ValueError(f"eps_{k_star}({omega:g}) = {eps.real:.3g}{eps.imag:+.3g}i has a real part <= 0: the state is "
+                         "at or beyond marginal stability (Q <= Q_c), where collective effects diverge and the "
+                         "hot-limit theory does not apply")
+    return {"k": k_star, "eps": eps, "indicator": abs(eps) ** -4, "omega": omega}
 
 
 # --------------------------------------------------------------------------------------------
