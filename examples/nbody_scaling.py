@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         alternatives[f"a + b/N without N = {Ns[0]}"] = extrapolate_inverse_N(ens, Ns=Ns[1:])
         alternatives["a + b/N + c/N^2"] = extrapolate_inverse_N(ens, degree=2)
     if len(Ns) >= 3:
-        alternatives[f"a + b/N over the two largest N"] = extrapolate_inverse_N(ens, Ns=Ns[-2:])
+        alternatives["a + b/N over the two largest N"] = extrapolate_inverse_N(ens, Ns=Ns[-2:])
     for name, alt in alternatives.items():
         d = alt.summary()
         shape[name] = amplitude_ratio(alt.a, alt.a_err, ens.n2_flux[-1], ens.n2_err[-1], points=independent)

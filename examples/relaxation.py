@@ -84,8 +84,8 @@ def main(argv=None) -> int:
                        "largest_conservation_correction": r.info.get("conservation_largest_correction"),
                        "wall_seconds": wall}
         print(f"{cells} cells: {r.summary()}")
-        print(f"  tau:      " + " ".join(f"{t:9.3g}" for t in r.t_out[::max(1, len(dist) // 8)]))
-        print(f"  distance: " + " ".join(f"{d:9.3e}" for d in dist[::max(1, len(dist) // 8)]))
+        print("  tau:      " + " ".join(f"{t:9.3g}" for t in r.t_out[::max(1, len(dist) // 8)]))
+        print("  distance: " + " ".join(f"{d:9.3e}" for d in dist[::max(1, len(dist) // 8)]))
         print(f"  distance halved at tau = {half}; min phi {r.info['min_phi']:.2e}; wall {wall:.0f} s", flush=True)
     (out / "relaxation.json").write_text(json.dumps({"args": vars(args), "sigma": sigma, "Q": q, "runs": runs},
                                                     indent=1))

@@ -2,7 +2,6 @@
 parts, finite part of the fourth-order principal value, one resonance) and its evidence."""
 import math
 
-import numpy as np
 import pytest
 import sympy as sp
 

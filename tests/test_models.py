@@ -14,7 +14,7 @@ import pytest
 import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy import integrate, special
+from scipy import integrate
 
 from numerics.models import (
     HMF,

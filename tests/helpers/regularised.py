@@ -8,7 +8,6 @@ over velocities by the trapezoidal rule on a grid. F and its derivatives enter a
 from __future__ import annotations
 
 import itertools
-import re
 
 import numpy as np
 import sympy as sp
@@ -59,7 +58,6 @@ def evaluate_flux(terms, dF, couplings: dict, v1_grid, v_grid, eps):
     for term in terms:
         expr, table = _placeholders(term.body.subs(mu, 1))  # per unit mu
         expr = regularise(expr, eps)
-        uq = [sp.Symbol(f"U_{n}") for n in range(len(term.sums))]
         qs_syms = list(term.sums)
         expr = expr.replace(U, lambda *a: sp.Function("Uval")(a[0]))
         velocities = [v1] + list(term.integrals)
