@@ -73,6 +73,12 @@ def load(spec: str, Ns) -> list[dict]:
              "prediction": data["prediction"]} for N in found]
 
 
+def _stored_R(args: dict, N: int):
+    """The realisations a report without per-N records ran at N (None if its arguments do not say)."""
+    Ns, Rs = args.get("Ns") or [], args.get("R") or []
+    return int(Rs[Ns.index(N)]) if N in Ns and len(Rs) == len(Ns) else None
+
+
 def _snr_at(comparison: dict, u_peak: float) -> float:
     """|measured| / error of a stored comparison at the grid point u_peak."""
     import numpy as np
@@ -122,9 +128,10 @@ def main(argv=None) -> int:
         merr = np.asarray([np.nan if v is None else v for v in c["measured_err"]], dtype=float)
         um = np.asarray(c["u"], dtype=float)
         jm = int(np.nanargmax(np.where(um > 0, np.abs(measured), np.nan)))
-        t0, t1 = e["args"]["window"]
+        t0, t1 = c.get("window", e["args"]["window"])  # per-N window of combined reports, else the run's
         rows.append({
-            "dir": e["dir"], "N": N, "Q": q, "Q_c": qc, "Q_over_Qc": q / qc, "sigma": df.sigma, "seed": e["args"]["seed"],
+            "dir": e["dir"], "N": N, "Q": q, "Q_c": qc, "Q_over_Qc": q / qc, "sigma": df.sigma,
+            "seeds": c.get("seeds", [e["args"]["seed"]]), "n_realisations": c.get("n_realisations", _stored_R(e["args"], N)),
             "window": [t0, t1], "fraction_moved": t1 * float(np.max(np.abs(predicted))) / N**2,
             "ratio": c["ratio_measured_over_predicted"], "ratio_err": c["ratio_err"], "chi2_dof": c["chi2_dof"],
             "chi2_dof_after_ratio": c["chi2_dof_after_ratio"], "n_points": c["n_points"],
