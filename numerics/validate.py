@@ -752,19 +752,10 @@ def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, back
 
 # ============================================================================ 1/N extrapolation
 @dataclass
-class InverseNFit:
-    """Result of :func:`extrapolate_inverse_N` on the grid ``u``.
-
-    ``a``, ``a_err``: the N -> oo intercept of N^2 F and its 1-sigma error; ``b``, ``b_err``:
-    the 1/N slope; ``cov_ab``: their covariance; ``chi2`` per u with ``dof`` = len(Ns) - 2;
-    ``valid``: points where the fit is defined (every N has a non-zero error there, from at
-    least :data:`MIN_SUPPORT` realisations when the support is known; where the
-    flux and its error vanish at every N, e.g. u = 0 of a folded profile, a = 0 with a_err = 0
-    and valid False); ``a_cov``: U x U covariance of a across u (None without the per-N
-    covariances). ``folded``: the profile is odd and only u > 0 are independent.
-    ``degree``: polynomial degree in 1/N (1 = the a + b/N model), ``coefficients`` (degree + 1, U):
-    a, b, then the higher ones.
-    """
+class _LineFit:
+    """What the point-by-point extrapolations share: at every u an intercept ``a`` and a slope ``b``
+    (1-sigma errors ``a_err``, ``b_err``, covariance ``cov_ab``), ``chi2`` per u with ``dof``
+    degrees of freedom, ``valid`` where the fit is defined."""
 
     u: np.ndarray
     a: np.ndarray
@@ -775,13 +766,6 @@ class InverseNFit:
     chi2: np.ndarray
     dof: int
     valid: np.ndarray
-    Ns: tuple[int, ...]
-    folded: bool
-    a_cov: np.ndarray | None = None
-    units: str = "t"
-    model: str = INVERSE_N_MODEL
-    coefficients: np.ndarray | None = None
-    degree: int = 1
 
     @property
     def chi2_dof(self) -> np.ndarray:
@@ -806,10 +790,18 @@ class InverseNFit:
             return float("nan")
         return float(np.sum(self.chi2[use]) / (np.count_nonzero(use) * self.dof))
 
+    def _summary_head(self) -> dict:
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """What :func:`compare` calls this profile."""
+        raise NotImplementedError
+
     def summary(self) -> dict:
         """Intercept profile in numbers: the peak |a| (u, a, error, S/N), the best S/N, global chi^2/dof."""
         use = np.flatnonzero(self.independent & (self.a_err > 0))
-        out = {"Ns": list(self.Ns), "degree": self.degree, "dof_per_point": self.dof, "n_points": int(use.size),
+        out = {**self._summary_head(), "dof_per_point": self.dof, "n_points": int(use.size),
                "global_chi2_dof": self.global_chi2_dof, "model": self.model, "units": self.units}
         if use.size == 0:
             out.update({"u_peak": None, "a_peak": None, "a_err_peak": None, "snr_peak": None, "max_snr": None})
@@ -825,6 +817,37 @@ class InverseNFit:
             "total_snr": float(math.sqrt(np.sum(snr**2))),
         })
         return out
+
+
+@dataclass
+class InverseNFit(_LineFit):
+    """Result of :func:`extrapolate_inverse_N` on the grid ``u``.
+
+    ``a``, ``a_err``: the N -> oo intercept of N^2 F and its 1-sigma error; ``b``, ``b_err``:
+    the 1/N slope; ``cov_ab``: their covariance; ``chi2`` per u with ``dof`` = len(Ns) - 2;
+    ``valid``: points where the fit is defined (every N has a non-zero error there, from at
+    least :data:`MIN_SUPPORT` realisations when the support is known; where the
+    flux and its error vanish at every N, e.g. u = 0 of a folded profile, a = 0 with a_err = 0
+    and valid False); ``a_cov``: U x U covariance of a across u (None without the per-N
+    covariances). ``folded``: the profile is odd and only u > 0 are independent.
+    ``degree``: polynomial degree in 1/N (1 = the a + b/N model), ``coefficients`` (degree + 1, U):
+    a, b, then the higher ones.
+    """
+
+    Ns: tuple[int, ...]
+    folded: bool
+    a_cov: np.ndarray | None = None
+    units: str = "t"
+    model: str = INVERSE_N_MODEL
+    coefficients: np.ndarray | None = None
+    degree: int = 1
+
+    def _summary_head(self) -> dict:
+        return {"Ns": list(self.Ns), "degree": self.degree}
+
+    @property
+    def label(self) -> str:
+        return f"N -> oo intercept (Ns = {list(self.Ns)})"
 
     def to_dict(self) -> dict:
         return _jsonable({
@@ -846,6 +869,36 @@ def _as_ensemble(result) -> FluxEnsemble:
         raise TypeError(f"result must be a FluxEnsemble or a sequence of FluxMeasurement, got "
                         f"{type(result).__name__}") from None
     return FluxEnsemble.from_measurements(items)
+
+
+def _pointwise_fit(X: np.ndarray, y: np.ndarray, s: np.ndarray, supported: np.ndarray):
+    """Weighted least squares y[:, j] = X @ c[:, j] at every point j (weights 1/s^2).
+
+    X: (K, P) design matrix shared by all points; y, s: (K, U) values and 1-sigma errors.
+    Returns (coef (P, U), coef_cov (P, P, U), chi2 (U,), weights of the first coefficient (K, U),
+    ok (U,)); points with a zero or non-finite error at some K, or not ``supported``, are left NaN."""
+    K, U = y.shape
+    P = X.shape[1]
+    positive = np.all(s > 0, axis=0) & np.all(np.isfinite(s), axis=0) & supported
+    coef = np.full((P, U), np.nan)
+    coef_cov = np.full((P, P, U), np.nan)
+    chi2 = np.full(U, np.nan)
+    weights_a = np.zeros((K, U))  # coef[0, u] = sum_K weights_a[K, u] y_K(u)
+    ok = np.zeros(U, dtype=bool)
+    for j in np.flatnonzero(positive):
+        w = 1.0 / s[:, j] ** 2
+        A = X.T @ (w[:, None] * X)
+        try:
+            A_inv = np.linalg.inv(A)
+        except np.linalg.LinAlgError:
+            continue
+        L = A_inv @ (X.T * w[None, :])  # (P, K): coefficients = L @ y
+        coef[:, j] = L @ y[:, j]
+        coef_cov[:, :, j] = A_inv
+        chi2[j] = float(np.sum(w * (y[:, j] - X @ coef[:, j]) ** 2))
+        weights_a[:, j] = L[0]
+        ok[j] = True
+    return coef, coef_cov, chi2, weights_a, ok
 
 
 def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None, degree: int = 1) -> InverseNFit:
@@ -886,25 +939,7 @@ def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None, degree: in
     K, U = y.shape
     P = degree + 1
     X = np.array([1.0 / n for n in used])[:, None] ** np.arange(P)[None, :]  # (K, P): 1, 1/N, 1/N^2, ...
-    positive = np.all(s > 0, axis=0) & np.all(np.isfinite(s), axis=0) & supported
-    coef = np.full((P, U), np.nan)
-    coef_cov = np.full((P, P, U), np.nan)
-    chi2 = np.full(U, np.nan)
-    weights_a = np.zeros((K, U))  # a(u) = sum_N weights_a[N, u] y_N(u)
-    ok = np.zeros(U, dtype=bool)
-    for j in np.flatnonzero(positive):
-        w = 1.0 / s[:, j] ** 2
-        A = X.T @ (w[:, None] * X)
-        try:
-            A_inv = np.linalg.inv(A)
-        except np.linalg.LinAlgError:
-            continue
-        L = A_inv @ (X.T * w[None, :])  # (P, K): coefficients = L @ y
-        coef[:, j] = L @ y[:, j]
-        coef_cov[:, :, j] = A_inv
-        chi2[j] = float(np.sum(w * (y[:, j] - X @ coef[:, j]) ** 2))
-        weights_a[:, j] = L[0]
-        ok[j] = True
+    coef, coef_cov, chi2, weights_a, ok = _pointwise_fit(X, y, s, supported)
     a, b = coef[0].copy(), coef[1].copy()
     var_a, var_b, cov_ab = coef_cov[0, 0], coef_cov[1, 1], coef_cov[0, 1]
     # points where flux and error vanish at every N (u = 0 of a folded profile; tails nobody reaches)
@@ -927,6 +962,173 @@ def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None, degree: in
     return InverseNFit(u=ens.u, a=a, a_err=a_err, b=b, b_err=b_err, cov_ab=cov_ab, chi2=chi2, dof=K - P,
                        valid=ok, Ns=used, folded=ens.folded, a_cov=a_cov, units=ens.units, model=model,
                        coefficients=coef, degree=degree)
+
+
+# ============================================================================ Q -> oo extrapolation
+#: models of :func:`extrapolate_hot_limit`, by its ``finite_n`` argument
+HOT_LIMIT_MODELS = {
+    None: "y(w; Q) / s(Q) = A(w) + B(w) Q_c/Q",
+    "shared": "y(w; Q, N) / s(Q) = A(w) + B(w) Q_c/Q + C(w)/N",
+    "linear": "y(w; Q, N) / s(Q) = A(w) + B(w) Q_c/Q + C(w)/N + D(w) Q_c/(Q N)",
+}
+_HOT_LIMIT_NOTE = ("at each w = u/sigma, weighted least squares; y = N -> oo intercept of N^2 F (finite_n None) or N^2 F "
+                   "at N; s(Q) = the bare prediction at Q over the one at the hottest Q (the operator's own scaling at "
+                   "fixed profile); A(w) = the N, Q -> oo limit, on the hottest Q's grid and units")
+
+
+@dataclass
+class HotLimitFit(_LineFit):
+    """Result of :func:`extrapolate_hot_limit`, on the grid ``u`` of the hottest Q (``Q_ref``).
+
+    ``a``, ``a_err``: the Q -> oo (and N -> oo) limit A, in the units of Q_ref; ``b``, ``b_err``:
+    the slope in Q_c/Q (the O(1/Q) correction the hot-limit operator drops, times Q/Q_c);
+    ``coefficients`` (P, U): A, B, then C (the 1/N slope) and D when ``finite_n`` asks for them,
+    ``coefficients_err`` their 1-sigma errors;
+    ``chi2`` per u with ``dof`` = number of profiles - P. ``points``: the (Q, N) of every profile
+    (N None for intercepts); ``scales``: s(Q) per value of ``Qs``; ``predicted``: the bare
+    prediction at Q_ref, which A is to be compared with.
+    """
+
+    Qs: tuple[float, ...]
+    Q_c: float
+    Q_ref: float
+    scales: np.ndarray
+    predicted: np.ndarray
+    folded: bool
+    points: tuple = ()
+    finite_n: str | None = None
+    coefficients: np.ndarray | None = None
+    coefficients_err: np.ndarray | None = None
+    a_cov: np.ndarray | None = None
+    units: str = "t"
+    model: str = HOT_LIMIT_MODELS[None] + ", " + _HOT_LIMIT_NOTE
+
+    def _summary_head(self) -> dict:
+        return {"Qs": list(self.Qs), "Q_c": self.Q_c, "Q_ref": self.Q_ref, "finite_n": self.finite_n,
+                "n_profiles": len(self.points)}
+
+    @property
+    def label(self) -> str:
+        xs = ", ".join(f"{q / self.Q_c:.3g}" for q in self.Qs)
+        how = "N -> oo, then Q -> oo" if self.finite_n is None else f"joint N, Q -> oo ({self.finite_n} 1/N slope)"
+        return f"{how} intercept (Q/Q_c = {xs}; units of Q = {self.Q_ref:g})"
+
+    def to_dict(self) -> dict:
+        return _jsonable({
+            "convention": CONVENTION, "model": self.model, "units": self.units, "Qs": list(self.Qs),
+            "Q_c": self.Q_c, "Q_ref": self.Q_ref, "scales": self.scales, "folded": self.folded,
+            "points": [list(p) for p in self.points], "finite_n": self.finite_n, "u": self.u, "a": self.a,
+            "a_err": self.a_err, "b": self.b, "b_err": self.b_err, "cov_ab": self.cov_ab, "coefficients": self.coefficients,
+            "coefficients_err": self.coefficients_err, "chi2": self.chi2, "dof": self.dof, "chi2_dof": self.chi2_dof, "valid": self.valid,
+            "predicted": self.predicted, "summary": self.summary(),
+        })
+
+
+def extrapolate_hot_limit(profiles: Sequence[Mapping], Q_c: float, *, finite_n: str | None = None,
+                          folded: bool = True, rtol: float = 1e-6) -> HotLimitFit:
+    """Fit fluxes measured at several Q as A(w) + B(w) Q_c/Q (+ finite-N terms) at each w = u/sigma.
+
+    The hot-limit (bare) operator is the leading term of an expansion in 1/Q: the collective terms
+    and the g2 g2 sources it drops each carry one more coupling and one more DF, a relative factor
+    of order Q_c/Q. A(w), the Q -> oo limit of the N -> oo flux, is therefore what the bare
+    operator predicts, and B(w) measures the first correction.
+
+    profiles: one mapping per measurement, with keys ``Q``, ``sigma`` (the velocity dispersion of
+        the profile at that Q), ``u`` (its grid), ``n2_flux`` and ``n2_err`` (N^2 F and its 1-sigma
+        error), ``predicted`` (the bare prediction of N^2 F on ``u``), and ``N`` when finite_n is set.
+    Q_c: the critical Q of the profile shape (the same at every Q).
+    finite_n: how the profiles depend on N.
+        None: each profile is an N -> oo intercept (e.g. an :class:`InverseNFit`'s ``a``), one per
+            Q (at least 2): the model is A + B Q_c/Q, fitted after the 1/N extrapolation.
+        "shared": each profile is N^2 F at its N; the model adds C(w)/N with one C for every Q in
+            the units of the hottest Q (the relative finite-N correction does not depend on Q).
+        "linear": adds D(w) Q_c/(Q N) too, letting the 1/N slope move linearly with 1/Q (this tests
+            "shared": D consistent with zero).
+    folded: the profiles are odd in u (only u > 0 are independent).
+    rtol: how far the ratio of two bare predictions may vary over w (it must be one number: the
+        same profile shape at every Q).
+
+    Every profile is brought to the units of the hottest Q by s(Q) = predicted(w; Q) /
+    predicted(w; Q_ref), which the function checks is independent of w; errors are the
+    profiles' errors over |s(Q)|, taken independent between profiles. Weighted least squares,
+    errors from (X^T W X)^-1 (not rescaled by chi^2/dof), dof = number of profiles - parameters
+    (0: the fit is exact and nothing tests the model).
+    """
+    if finite_n not in HOT_LIMIT_MODELS:
+        raise ValueError(f"finite_n must be one of {list(HOT_LIMIT_MODELS)}, got {finite_n!r}")
+    if not math.isfinite(Q_c) or Q_c <= 0:
+        raise ValueError(f"Q_c must be a positive finite number, got {Q_c!r}")
+    need = ("Q", "sigma", "u", "n2_flux", "n2_err", "predicted") + (("N",) if finite_n else ())
+    for i, prof in enumerate(profiles):
+        missing = [k for k in need if k not in prof]
+        if missing:
+            raise ValueError(f"profiles[{i}] lacks {missing} (each needs {', '.join(need)})")
+        if finite_n is None and prof.get("N") is not None:
+            raise ValueError(f"profiles[{i}] is at N = {prof['N']}: with finite_n=None every profile must be an "
+                             "N -> oo intercept (pass finite_n='shared' to fit N^2 F at several N)")
+    points = [(float(prof["Q"]), None if finite_n is None else int(prof["N"])) for prof in profiles]
+    if len(set(points)) != len(points):
+        raise ValueError(f"profiles hold a value of (Q, N) twice ({points}): merge them first")
+    Qs = tuple(sorted({q for q, _ in points}, reverse=True))  # hottest first
+    if len(Qs) < 2:
+        raise ValueError(f"extrapolate_hot_limit needs at least 2 values of Q to fit A + B Q_c/Q; got Q = {list(Qs)}")
+    for q in Qs:
+        if not q > Q_c:
+            raise ValueError(f"Q = {q:g} is not above Q_c = {Q_c:g}: the hot-limit expansion needs Q > Q_c")
+    if finite_n:
+        bad = [n for _, n in points if n < 2]
+        if bad:
+            raise ValueError(f"every N must be >= 2, got {bad}")
+        if len({n for _, n in points}) < 2:
+            raise ValueError("finite_n needs at least 2 values of N to fit the 1/N slope")
+    ref = next(prof for prof in profiles if float(prof["Q"]) == Qs[0])
+    u_ref = np.asarray(ref["u"], dtype=float)
+    w_ref = u_ref / float(ref["sigma"])
+    p_ref = np.asarray(ref["predicted"], dtype=float)
+    shape_points = np.abs(p_ref) > 1e-3 * np.max(np.abs(p_ref))
+    if not np.any(shape_points):
+        raise ValueError(f"the bare prediction at Q = {Qs[0]:g} vanishes on the whole grid")
+    scales = {}
+    y, s = [], []
+    for (q, n), prof in zip(points, profiles):
+        u = np.asarray(prof["u"], dtype=float)
+        if u.shape != u_ref.shape or not np.allclose(u / float(prof["sigma"]), w_ref, rtol=1e-9, atol=1e-12):
+            raise ValueError(f"the grid at Q = {q:g} is not the grid at Q = {Qs[0]:g} in w = u/sigma: measure every Q "
+                             "on one grid in units of sigma")
+        ratio = np.asarray(prof["predicted"], dtype=float)[shape_points] / p_ref[shape_points]
+        scale = float(np.median(ratio))
+        if not np.all(np.abs(ratio / scale - 1.0) <= rtol):
+            raise ValueError(f"the bare predictions at Q = {q:g} and Q = {Qs[0]:g} are not one shape in u/sigma "
+                             f"(their ratio varies by {np.ptp(ratio) / abs(scale):.2g} over the grid, rtol = {rtol:g}): "
+                             "the profiles must differ only by their dispersion")
+        if q in scales and not math.isclose(scales[q], scale, rel_tol=rtol):
+            raise ValueError(f"two profiles at Q = {q:g} carry different bare predictions")
+        scales[q] = scale
+        y.append(np.asarray(prof["n2_flux"], dtype=float) / scale)
+        s.append(np.asarray(prof["n2_err"], dtype=float) / abs(scale))
+    y, s = np.array(y), np.array(s)
+    x = np.array([Q_c / q for q, _ in points])
+    columns = [np.ones_like(x), x]
+    if finite_n:
+        inv_n = np.array([1.0 / n for _, n in points])
+        columns.append(inv_n)
+        if finite_n == "linear":
+            columns.append(x * inv_n)
+    X = np.stack(columns, axis=1)
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise ValueError(f"the (Q, N) of the profiles {points} do not determine the {X.shape[1]} coefficients of "
+                         f"{HOT_LIMIT_MODELS[finite_n]}")
+    finite = np.all(np.isfinite(y), axis=0)
+    coef, coef_cov, chi2, _, ok = _pointwise_fit(X, np.where(finite, y, 0.0), s, finite)
+    exact_zero = ~ok & np.all(y == 0, axis=0) & np.all(s == 0, axis=0)
+    coef[:, exact_zero] = 0.0
+    coef_err = np.sqrt(np.stack([coef_cov[i, i] for i in range(X.shape[1])]))
+    coef_err[:, exact_zero] = 0.0
+    a_err, b_err = coef_err[0].copy(), coef_err[1].copy()
+    return HotLimitFit(u=u_ref, a=coef[0].copy(), a_err=a_err, b=coef[1].copy(), b_err=b_err, cov_ab=coef_cov[0, 1],
+                       chi2=chi2, dof=len(points) - X.shape[1], valid=ok, Qs=Qs, Q_c=float(Q_c), Q_ref=Qs[0],
+                       scales=np.array([scales[q] for q in Qs]), predicted=p_ref, folded=folded, points=tuple(points),
+                       finite_n=finite_n, coefficients=coef, coefficients_err=coef_err, model=HOT_LIMIT_MODELS[finite_n] + ", " + _HOT_LIMIT_NOTE)
 
 
 # ============================================================================ comparison
@@ -1007,9 +1209,9 @@ class Comparison:
 
 def _measured_profile(measured, N):
     """(u, N^2 F, error, folded, covariance or None, label, units) of what ``compare`` compares to."""
-    if isinstance(measured, InverseNFit):
-        return (measured.u, measured.a, measured.a_err, measured.folded, measured.a_cov,
-                f"N -> oo intercept (Ns = {list(measured.Ns)})", measured.units)
+    if isinstance(measured, _LineFit):
+        return (measured.u, measured.a, measured.a_err, measured.folded, measured.a_cov, measured.label,
+                measured.units)
     if isinstance(measured, FluxEnsemble):
         if len(measured.Ns) != 1:
             raise ValueError(f"measured is an ensemble of {len(measured.Ns)} values of N {measured.Ns}: pass "
@@ -1025,7 +1227,7 @@ def _measured_profile(measured, N):
             raise ValueError("measured (a FluxMeasurement) does not record N; pass N=... to compare N^2 F")
         return (np.asarray(measured.u, float), n * n * np.asarray(measured.flux, float),
                 n * n * np.asarray(measured.stderr, float), measured.folded, None, f"N = {n}", "t")
-    raise TypeError(f"measured must be an InverseNFit, a FluxMeasurement or a one-N FluxEnsemble, got "
+    raise TypeError(f"measured must be an InverseNFit, a HotLimitFit, a FluxMeasurement or a one-N FluxEnsemble, got "
                     f"{type(measured).__name__}")
 
 
@@ -1071,7 +1273,7 @@ def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = No
         convention (positive = particles move up in v), M = 1, mu = 1/N, the run's time units
         (or tau units for a :meth:`FluxEnsemble.rescaled` measurement), on the measured grid:
         an array of shape (U,), or a callable evaluated at the measured u.
-    measured: an :class:`InverseNFit` (the intercept a(u) and its error), a
+    measured: an :class:`InverseNFit` or a :class:`HotLimitFit` (the intercept a(u) and its error), a
         :class:`FluxMeasurement` (N^2 F at its N, or ``N``), or a one-N :class:`FluxEnsemble`.
     points: optional boolean mask or indices restricting the points compared.
     u: optional grid of ``predicted_flux``, checked against the measured grid.

@@ -724,3 +724,196 @@ def test_weighted_line_fit_against_numpy_polyfit():
         weighted_line_fit(x, y, np.zeros(7))
     with pytest.raises(ValueError, match="length >= 2"):
         weighted_line_fit([1.0], [1.0], [1.0])
+
+
+# ---------------------------------------------------------------- Q -> oo extrapolation
+def _hot_profiles(Qs, Q_c, slope, *, noise=0.0, seed=0, Ns=None, cn=0.0, dn=0.0):
+    """Synthetic fluxes: the bare shape truth_a(w) scaled like sigma / Q^4, times 1 + slope Q_c/Q
+    (N -> oo intercepts), or with Ns times 1 + slope Q_c/Q + cn/N + dn Q_c/(Q N) (N^2 F at each N)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for q in Qs:
+        for n in (Ns or [None]):
+            sigma = math.sqrt(q / 2.0)
+            scale = sigma / q**4
+            bare = scale * truth_a(U)  # on the grid u = w sigma, U being w
+            err = 0.05 * scale * np.max(np.abs(truth_a(U))) * np.exp(-0.25 * U**2)
+            err[U == 0] = 0.0
+            x = Q_c / q
+            factor = 1.0 + slope * x + (0.0 if n is None else (cn + dn * x) / n)
+            a = bare * factor + noise * err * rng.standard_normal(U.size)
+            a[U == 0] = 0.0
+            prof = {"Q": q, "sigma": sigma, "u": U * sigma, "n2_flux": a, "n2_err": err, "predicted": bare}
+            if n is not None:
+                prof["N"] = n
+            out.append(prof)
+    return out
+
+
+def test_hot_limit_recovers_the_bare_shape_and_the_slope_exactly():
+    from numerics.validate import HotLimitFit, extrapolate_hot_limit
+
+    Q_c = 0.45
+    fit = extrapolate_hot_limit(_hot_profiles([2.0, 2.5, 3.0, 4.0], Q_c, 3.8), Q_c)
+    assert isinstance(fit, HotLimitFit) and fit.Qs == (4.0, 3.0, 2.5, 2.0) and fit.Q_ref == 4.0 and fit.dof == 2
+    ref = truth_a(U) * math.sqrt(2.0) / 4.0**4
+    np.testing.assert_allclose(fit.u, U * math.sqrt(2.0))
+    np.testing.assert_allclose(fit.predicted, ref, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(fit.a, ref, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(fit.b[fit.valid], 3.8 * ref[fit.valid], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(fit.scales, [1.0, (3 / 4) ** -3.5, (2.5 / 4) ** -3.5, (2 / 4) ** -3.5], rtol=1e-9)
+    assert fit.a[U == 0] == 0.0 and not fit.valid[U == 0]  # u = 0 of a folded profile: no error, no fit
+    c = compare(fit.predicted, fit)
+    assert c.chi2 < 1e-12 and "Q -> oo" in c.measured_label and math.isclose(c.ratio, 1.0, rel_tol=1e-9)
+
+
+def test_hot_limit_matches_numpy_polyfit_and_has_honest_errors():
+    from numerics.validate import extrapolate_hot_limit
+
+    Q_c, Qs = 0.45, [2.0, 2.5, 3.0, 4.0, 5.0]
+    profiles = _hot_profiles(Qs, Q_c, 3.8, noise=1.0, seed=3)
+    fit = extrapolate_hot_limit(profiles, Q_c)
+    j = int(np.argmax(np.abs(fit.predicted)))
+    x = np.array([Q_c / p["Q"] for p in profiles])
+    scale = np.array([p["predicted"][j] / fit.predicted[j] for p in profiles])
+    y = np.array([p["n2_flux"][j] for p in profiles]) / scale
+    s = np.array([p["n2_err"][j] for p in profiles]) / scale
+    slope, intercept = np.polyfit(x, y, 1, w=1.0 / s)  # independent: numpy's weighted polyfit
+    assert math.isclose(fit.a[j], intercept, rel_tol=1e-9) and math.isclose(fit.b[j], slope, rel_tol=1e-9)
+    # the truth lies within the errors (20 independent points: |pull| < 4 everywhere, chi^2/dof near 1)
+    use = fit.independent
+    pulls = (fit.a[use] - fit.predicted[use]) / fit.a_err[use]
+    assert np.all(np.abs(pulls) < 4.0) and 0.2 < np.mean(pulls**2) < 2.5
+    assert 0.2 < fit.global_chi2_dof < 2.5
+    summary = fit.summary()
+    assert summary["Qs"] == [5.0, 4.0, 3.0, 2.5, 2.0] and summary["n_points"] == 20
+    assert json.loads(json.dumps(fit.to_dict()))["Q_ref"] == 5.0
+
+
+@pytest.mark.parametrize("change, match", [
+    ("shape", "not one shape in u/sigma"),
+    ("grid", "not the grid"),
+    ("cold", "not above Q_c"),
+    ("twice", r"a value of \(Q, N\) twice"),
+    ("one", "at least 2 values of Q"),
+    ("key", "lacks"),
+])
+def test_hot_limit_refuses_inputs_it_cannot_extrapolate(change, match):
+    from numerics.validate import extrapolate_hot_limit
+
+    Q_c = 0.45
+    profiles = _hot_profiles([2.0, 3.0, 4.0], Q_c, 1.0)
+    if change == "shape":
+        profiles[1]["predicted"] = profiles[1]["predicted"] * (1.0 + 0.1 * U**2)
+    elif change == "grid":
+        profiles[1]["u"] = profiles[1]["u"] * 1.01
+    elif change == "cold":
+        profiles[0]["Q"] = 0.4
+    elif change == "twice":
+        profiles[1]["Q"] = 2.0
+    elif change == "one":
+        profiles = profiles[:1]
+    else:
+        del profiles[2]["n2_err"]
+    with pytest.raises(ValueError, match=match):
+        extrapolate_hot_limit(profiles, Q_c)
+    with pytest.raises(ValueError, match="Q_c must be"):
+        extrapolate_hot_limit(_hot_profiles([2.0, 3.0], Q_c, 1.0), -1.0)
+
+
+def test_hot_limit_example_on_the_stored_intercepts(tmp_path, capsys):
+    """examples/hot_limit.py on the stored 1/N intercepts at Q = 2-4: its Q -> oo value at the
+    predicted peak is the weighted line in Q_c/Q (numpy.polyfit) of the stored intercepts over the
+    stored bare predictions; the criterion is reported as computed; bad input is refused."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("hot_limit_example", root / "examples" / "hot_limit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stored = root / "examples" / "results"
+    runs = [str(stored / f"flux_vs_nbody_Q{q}_inverse_N") for q in ("2", "2.5", "3", "4")]
+    assert module.main(["--out", str(tmp_path), *runs]) == 0
+    report = json.loads((tmp_path / "hot_limit.json").read_text())
+    assert [r["Q"] for r in report["inputs"]] == [4.0, 3.0, 2.5, 2.0]
+    assert report["Q_c"] == pytest.approx(0.457, abs=1e-3)
+    cs = [json.loads((Path(d) / "flux_vs_nbody.json").read_text())["comparisons"]["1/N intercept"] for d in runs]
+    ref = np.array(cs[-1]["predicted"], dtype=float)  # Q = 4, the hottest
+    j = int(np.argmax(np.abs(ref) * (np.array(cs[-1]["u"]) > 0)))
+    scale = np.array([c["predicted"][j] / ref[j] for c in cs])
+    y = np.array([c["measured_values"][j] for c in cs]) / scale
+    s = np.array([c["measured_err"][j] for c in cs]) / np.abs(scale)
+    x = report["Q_c"] / np.array([2.0, 2.5, 3.0, 4.0])
+    slope, intercept = np.polyfit(x, y, 1, w=1.0 / s)
+    fit = report["analyses"]["sequential"]["fit"]
+    assert fit["a"][j] == pytest.approx(intercept, rel=1e-9) and fit["b"][j] == pytest.approx(slope, rel=1e-9)
+    # the joint fit at the same point: one weighted least squares over every stored (Q, N)
+    rows = [(q, int(k[2:]), c) for d, q in zip(runs, (2.0, 2.5, 3.0, 4.0))
+            for k, c in json.loads((Path(d) / "flux_vs_nbody.json").read_text())["comparisons"].items()
+            if k.startswith("N=")]
+    sc = np.array([c["predicted"][j] / ref[j] for _, _, c in rows])
+    M = np.stack([np.ones(len(rows)), [report["Q_c"] / q for q, _, _ in rows], [1.0 / n for _, n, _ in rows]], axis=1)
+    w = (sc / np.array([c["measured_err"][j] for _, _, c in rows])) ** 2
+    coef, *_ = np.linalg.lstsq(M * np.sqrt(w)[:, None], np.array([c["measured_values"][j] for _, _, c in rows]) / sc
+                               * np.sqrt(w), rcond=None)
+    joint = report["analyses"]["joint_shared"]
+    assert len(rows) == 14 and joint["fit"]["a"][j] == pytest.approx(coef[0], rel=1e-8)
+    assert set(report["analyses"]) == {"sequential", "joint_shared", "joint_linear"}
+    for analysis in report["analyses"].values():
+        comparison, criterion = analysis["comparison"], analysis["criterion"]
+        assert comparison["n_points"] == criterion["points"] == 20
+        assert criterion["met"] == (criterion["chi2_dof"] <= 2 and criterion["snr_at_predicted_peak"] >= 5)
+    assert report["analyses"]["joint_linear"]["D_test"]["n_points"] == 20
+    assert report["amplitude_fit"]["a_err"] > 0 and (tmp_path / "hot_limit.png").stat().st_size > 1000
+    assert "criterion" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="1/N intercept"):
+        module.main(["--out", str(tmp_path), runs[0], str(stored / "flux_vs_nbody_Q5_N256")])
+    with pytest.raises(SystemExit, match="potential"):
+        module.main(["--out", str(tmp_path), runs[0], str(stored / "flux_vs_nbody_ring_inverse_N_T4000")])
+
+
+@pytest.mark.parametrize("finite_n", ["shared", "linear"])
+def test_hot_limit_jointly_in_N_and_Q_recovers_every_coefficient(finite_n):
+    """N^2 F at several (Q, N): A + B Q_c/Q + C/N (+ D Q_c/(Q N)) recovered exactly; the shared
+    model fitted to data whose 1/N slope moves with Q leaves a chi^2 that shows it."""
+    from numerics.validate import extrapolate_hot_limit
+
+    Q_c, dn = 0.45, (0.0 if finite_n == "shared" else -400.0)
+    profiles = _hot_profiles([2.0, 3.0, 4.0], Q_c, 3.8, Ns=[64, 128, 256], cn=-60.0, dn=dn)
+    fit = extrapolate_hot_limit(profiles, Q_c, finite_n=finite_n)
+    ref = truth_a(U) * math.sqrt(2.0) / 4.0**4
+    P = 3 if finite_n == "shared" else 4
+    assert fit.coefficients.shape == (P, U.size) and fit.dof == 9 - P and len(fit.points) == 9
+    v = fit.valid
+    np.testing.assert_allclose(fit.a, ref, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(fit.coefficients[1, v], 3.8 * ref[v], rtol=1e-8)
+    np.testing.assert_allclose(fit.coefficients[2, v], -60.0 * ref[v], rtol=1e-8)
+    if finite_n == "linear":
+        np.testing.assert_allclose(fit.coefficients[3, v], dn * ref[v], rtol=1e-8)
+        shared = extrapolate_hot_limit(profiles, Q_c, finite_n="shared")
+        assert np.nanmax(shared.chi2_dof) > 3.0  # noise-free data the shared model cannot fit
+    else:
+        assert np.nanmax(fit.chi2) < 1e-12
+    assert "joint N, Q" in compare(fit.predicted, fit).measured_label
+
+
+@pytest.mark.parametrize("change, match", [
+    ("model", "finite_n must be one of"),
+    ("no N", "lacks"),
+    ("one N", "at least 2 values of N"),
+    ("N given", "must be an N -> oo intercept"),
+])
+def test_hot_limit_joint_fit_refuses_what_it_cannot_fit(change, match):
+    from numerics.validate import extrapolate_hot_limit
+
+    Q_c = 0.45
+    profiles = _hot_profiles([2.0, 4.0], Q_c, 1.0, Ns=[64, 128])
+    finite_n = "shared"
+    if change == "model":
+        finite_n = "quadratic"
+    elif change == "no N":
+        del profiles[0]["N"]
+    elif change == "one N":
+        profiles = [p for p in profiles if p["N"] == 64]
+    else:
+        finite_n = None
+    with pytest.raises(ValueError, match=match):
+        extrapolate_hot_limit(profiles, Q_c, finite_n=finite_n)

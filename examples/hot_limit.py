@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""The hot limit: N -> oo fluxes measured at several Q, extrapolated to Q -> oo and compared with
+the bare 1/N^2 operator.
+
+The operator the engine derives keeps the leading order in 1/Q: the collective terms and the
+g2 g2 sources of g3 it drops each carry one more coupling and one more DF, a relative factor of
+order Q_c/Q. So at finite Q the N -> oo flux is F_bare (1 + O(Q_c/Q)), and the bare operator is
+tested by the Q -> oo limit of the measured N -> oo flux. This script takes the point-by-point
+1/N intercepts that ``examples/flux_vs_nbody.py --combine`` stores ("1/N intercept" in its
+report), one report per Q (same potential and profile shape), and
+
+* brings each to the units of the hottest Q with the bare prediction's own Q scaling, checked to
+  be one number over the profile (:func:`numerics.validate.extrapolate_hot_limit`);
+* fits A(w) + B(w) Q_c/Q at every w = u/sigma; A is the Q -> oo limit, B the first correction;
+* compares A with the bare prediction (:func:`numerics.validate.compare`: chi^2/dof, amplitude,
+  signs, S/N at the predicted peak), and says whether the validation criterion of the issue
+  (chi^2/dof <= 2 over >= 10 points, S/N >= 5 at the predicted peak) is met;
+* fits the amplitude ratios of the intercepts (measured/predicted at each Q) as a + b Q_c/Q too.
+
+Writes ``hot_limit.json`` and ``hot_limit.png`` into --out. No simulation is run:
+
+    python examples/hot_limit.py --out examples/results/hot_limit \\
+        examples/results/flux_vs_nbody_Q2_inverse_N examples/results/flux_vs_nbody_Q2.5_inverse_N \\
+        examples/results/flux_vs_nbody_Q3_inverse_N examples/results/flux_vs_nbody_Q4_inverse_N
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+INTERCEPT = "1/N intercept"
+#: the issue's validation criterion
+MAX_CHI2_DOF, MIN_POINTS, MIN_SNR = 2.0, 10, 5.0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="DIR",
+                   help="output directories of examples/flux_vs_nbody.py --combine, one per Q")
+    p.add_argument("--out", default="hot-limit", help="output directory")
+    return p.parse_args(argv)
+
+
+def _floats(values):
+    import numpy as np
+
+    return np.asarray([np.nan if v is None else v for v in values], dtype=float)
+
+
+def load(directory: str) -> dict:
+    """The 1/N intercept, the bare prediction and the set-up of one combined flux_vs_nbody report."""
+    path = Path(directory) / "flux_vs_nbody.json"
+    if not path.is_file():
+        raise SystemExit(f"{directory}: no flux_vs_nbody.json (not an output directory of flux_vs_nbody.py)")
+    data = json.loads(path.read_text())
+    if INTERCEPT not in data["comparisons"]:
+        raise SystemExit(f"{directory}: the report has no '{INTERCEPT}' (combine runs at three or more N with "
+                         "flux_vs_nbody.py --combine first)")
+    c = data["comparisons"][INTERCEPT]
+    args = {"potential": "hmf", "n": 4.0, "softening": 0.5, "kmax": 10, **data["args"]}
+    per_n = {k: v for k, v in data["comparisons"].items() if k.startswith("N=")}
+    return {"dir": str(directory), "args": args, "comparison": c, "per_n": per_n}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import numpy as np
+
+    from numerics import HMF, RingModel
+    from numerics.models.stability import critical_Q
+    from numerics.validate import compare, extrapolate_hot_limit, hot_profile, weighted_line_fit, write_json
+
+    entries = [load(d) for d in args.runs]
+    first = entries[0]["args"]
+    for e in entries[1:]:
+        keys = ("potential", "n") + (("softening", "kmax") if first["potential"] == "ring" else ())
+        for key in keys:
+            if e["args"][key] != first[key]:
+                raise SystemExit(f"{e['dir']} was run with {key} = {e['args'][key]!r}, {entries[0]['dir']} with "
+                                 f"{first[key]!r}: one potential and profile shape, several Q")
+    if first["potential"] == "hmf":
+        potential, kmax, name = HMF(), 1, "HMF"
+    else:
+        potential, kmax = RingModel(first["softening"]), first["kmax"]
+        name = f"ring model (softening {first['softening']:g}, kmax {kmax})"
+    profiles, per_n, inputs, qcs = [], [], [], []
+    for e in entries:
+        q, c = float(e["args"]["Q"]), e["comparison"]
+        df = hot_profile(potential, q, first["n"], kmax=kmax)
+        qcs.append(critical_Q(df))
+        profiles.append(_profile(c, q, df.sigma))
+        Ns = sorted(int(k[2:]) for k in e["per_n"])
+        per_n.extend(_profile(e["per_n"][f"N={N}"], q, df.sigma, N) for N in Ns)
+        inputs.append({"dir": e["dir"], "Q": q, "Ns": Ns, "ratio": c["ratio_measured_over_predicted"],
+                       "ratio_err": c["ratio_err"], "chi2_dof": c["chi2_dof"], "inverse_N_fit": c.get("fit")})
+    Q_c = float(np.mean(qcs))
+    if np.ptp(qcs) > 1e-9 * Q_c:
+        raise SystemExit(f"the profiles have different Q_c ({qcs}): one profile shape, several Q")
+    fits = {"sequential": extrapolate_hot_limit(profiles, Q_c)}
+    if len({N for p in per_n for N in [p["N"]]}) >= 2:
+        for finite_n in ("shared", "linear"):
+            try:
+                fits[f"joint_{finite_n}"] = extrapolate_hot_limit(per_n, Q_c, finite_n=finite_n)
+            except ValueError as err:  # too few (Q, N) to fit the model: say so, keep the others
+                print(f"joint fit with a {finite_n} 1/N slope not made: {err}")
+    for row in inputs:
+        row["Q_over_Qc"] = row["Q"] / Q_c
+        row["scale"] = float(fits["sequential"].scales[fits["sequential"].Qs.index(row["Q"])])
+    inputs.sort(key=lambda r: -r["Q"])
+    x = np.array([Q_c / r["Q"] for r in inputs])
+    amplitude = weighted_line_fit(x, [r["ratio"] for r in inputs], [r["ratio_err"] for r in inputs])
+    for r in inputs:
+        print(f"Q = {r['Q']:g} (Q/Q_c = {r['Q_over_Qc']:.2f}), N = {', '.join(map(str, r['Ns']))}: N -> oo intercept "
+              f"{r['ratio']:.3f} +- {r['ratio_err']:.3f} x the bare prediction ({r['dir']})")
+    print(f"amplitude of the intercepts: a + b Q_c/Q with a = {amplitude['a']:.3f} +- {amplitude['a_err']:.3f}, "
+          f"b = {amplitude['b']:.2f} +- {amplitude['b_err']:.2f}"
+          + ("" if amplitude["chi2_dof"] is None else f" (chi2/dof {amplitude['chi2_dof']:.2f})"))
+    analyses = {}
+    for key, fit in fits.items():
+        comparison = compare(fit.predicted, fit)
+        snr = comparison.peak_snr["predicted"]
+        criterion = {
+            "chi2_dof_max": MAX_CHI2_DOF, "points_min": MIN_POINTS, "snr_min": MIN_SNR,
+            "chi2_dof": comparison.chi2_dof, "points": comparison.dof, "snr_at_predicted_peak": snr,
+            "met": bool(comparison.chi2_dof <= MAX_CHI2_DOF and comparison.dof >= MIN_POINTS and snr >= MIN_SNR),
+        }
+        analyses[key] = {"description": DESCRIPTIONS[key], "fit": fit.to_dict(), "comparison": comparison.to_dict(),
+                         "criterion": criterion}
+        print(f"{key}: {DESCRIPTIONS[key]}; the model fits with chi2/dof {fit.global_chi2_dof:.2f} ({fit.dof} dof per "
+              f"point over {fit.summary()['n_points']} points)")
+        print(f"  against the bare operator, in the units of Q = {fit.Q_ref:g}: {comparison}")
+        if key == "joint_linear":
+            j = int(np.argmax(np.abs(fit.predicted) * (fit.u > 0)))
+            d, d_err = fit.coefficients[3, j], fit.coefficients_err[3, j]
+            use = fit.independent & (fit.coefficients_err[3] > 0)
+            pulls = fit.coefficients[3, use] / fit.coefficients_err[3, use]
+            analyses[key]["D_test"] = {"D_at_predicted_peak": float(d), "D_err_at_predicted_peak": float(d_err),
+                                       "mean_D_over_err_squared": float(np.mean(pulls**2)), "n_points": int(np.count_nonzero(use))}
+            print(f"  D (the Q dependence of the 1/N slope): {d / d_err:+.2f} sigma from zero at the predicted peak, "
+                  f"mean (D/error)^2 = {np.mean(pulls**2):.2f} over {int(np.count_nonzero(use))} points")
+        print(f"  criterion chi2/dof <= {MAX_CHI2_DOF:g} over >= {MIN_POINTS} points with S/N >= {MIN_SNR:g} at the "
+              f"predicted peak: {'met' if criterion['met'] else 'not met'} (chi2/dof {comparison.chi2_dof:.2f} over "
+              f"{comparison.dof} points, S/N {snr:.1f})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"potential": first["potential"], "n": first["n"], "Q_c": Q_c, "inputs": inputs,
+              "amplitude_fit": amplitude, "analyses": analyses,
+              "command": "python examples/hot_limit.py --out " + args.out + " " + " ".join(args.runs)}
+    write_json(report, out / "hot_limit.json")
+    _plot(fits, profiles, out / "hot_limit.png", name, first["n"])
+    print(f"wrote {out / 'hot_limit.json'}, {out / 'hot_limit.png'}")
+    return 0
+
+
+DESCRIPTIONS = {
+    "sequential": "each Q's 1/N intercept (its own a + b/N), then A + B Q_c/Q",
+    "joint_shared": "N^2 F at every (Q, N) at once: A + B Q_c/Q + C/N, one 1/N slope in units of the bare flux",
+    "joint_linear": "N^2 F at every (Q, N) at once: A + B Q_c/Q + (C + D Q_c/Q)/N, the 1/N slope linear in 1/Q",
+}
+
+
+def _profile(c: dict, Q: float, sigma: float, N: int | None = None) -> dict:
+    out = {"Q": Q, "sigma": sigma, "u": _floats(c["u"]), "n2_flux": _floats(c["measured_values"]),
+           "n2_err": _floats(c["measured_err"]), "predicted": _floats(c["predicted"])}
+    if N is not None:
+        out["N"] = N
+    return out
+
+
+def _plot(fits, profiles, path, name, n):
+    """Left: every Q's N -> oo flux in the units of the hottest Q, the Q -> oo limits and the bare
+    prediction, against u/sigma. Right: the values at the predicted peak against Q_c/Q, with the
+    sequential fit's line and every analysis's Q -> oo value."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fit = fits["sequential"]
+    fig = Figure(figsize=(11.0, 4.6))
+    FigureCanvasAgg(fig)
+    ax, bx = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    sigma_ref = next(p["sigma"] for p in profiles if p["Q"] == fit.Q_ref)
+    w = fit.u / sigma_ref
+    pos = w > 0
+    j = int(np.argmax(np.abs(fit.predicted) * pos))  # the predicted peak at u > 0
+    norm = abs(fit.predicted[j])
+    peak = fit.predicted[j]  # signed: the bare value is 1 on the right
+    ax.plot(w[w >= 0], fit.predicted[w >= 0] / norm, color="k", lw=1.6, label="bare operator (hot limit)")
+    by_q = {p["Q"]: p for p in profiles}
+    for i, q in enumerate(fit.Qs):
+        p, s = by_q[q], fit.scales[i]
+        ax.errorbar(w[pos] + 0.01 * (i - len(fit.Qs) / 2), p["n2_flux"][pos] / s / norm, yerr=p["n2_err"][pos] / abs(s) / norm,
+                    fmt="o", ms=2.5, lw=0.6, color=f"C{i}", alpha=0.7, label=f"N -> oo at Q/Q_c = {q / fit.Q_c:.1f}")
+    x = np.array([fit.Q_c / q for q in fit.Qs])
+    y = np.array([by_q[q]["n2_flux"][j] / fit.scales[i] for i, q in enumerate(fit.Qs)]) / peak
+    e = np.array([by_q[q]["n2_err"][j] / abs(fit.scales[i]) for i, q in enumerate(fit.Qs)]) / norm
+    bx.errorbar(x, y, yerr=e, fmt="o", color="C0", label=f"N -> oo at u/sigma = {w[j]:.2f}")
+    grid = np.linspace(0.0, x.max() * 1.05, 50)
+    bx.plot(grid, (fit.a[j] + fit.b[j] * grid) / peak, color="C0", lw=1.0, label="sequential: A + B Q_c/Q")
+    shades = {"sequential": "0.35", "joint_shared": "C3", "joint_linear": "C2"}
+    for k, (key, f) in enumerate(fits.items()):
+        keep = pos & f.valid
+        ax.fill_between(w[keep], (f.a[keep] - f.a_err[keep]) / norm, (f.a[keep] + f.a_err[keep]) / norm,
+                        color=shades[key], alpha=0.3, label=f"Q -> oo, {key} (+- 1 sigma)")
+        bx.errorbar([-0.004 * k], [f.a[j] / peak], yerr=[f.a_err[j] / norm], fmt="s", color=shades[key],
+                    label=f"Q -> oo, {key}")
+    bx.plot([0.0], [1.0], "k*", ms=12, label="bare operator")
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xlabel(r"$u / \sigma$")
+    ax.set_ylabel(r"$N^2\mathcal{F}$ / |bare peak| (units of the hottest Q)")
+    ax.set_title(f"{name}, n = {n:g}: N -> oo, then Q -> oo")
+    ax.legend(fontsize=7)
+    bx.set_xlabel(r"$Q_c / Q$")
+    bx.set_ylabel("flux at the predicted peak / bare peak")
+    bx.set_title("the first correction is linear in 1/Q")
+    bx.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
