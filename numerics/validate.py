@@ -42,6 +42,17 @@ N = 16, 32, 64, 128 with R = 3000, 4000, 8000, 8000): the *shape* of N^2 F is th
 N <= 128 the intercept carries a model (systematic) uncertainty of order 30 %, larger than its
 statistical error: report it with the chi^2 and with the N subset used.
 
+Hot limit (:func:`extrapolate_hot_limit`)
+-----------------------------------------
+The hot-limit operator is the leading order in Q_c/Q: the collective terms and the g2 g2 sources
+of g3 it drops each carry one more coupling and one more DF. So the N -> infinity flux measured at
+finite Q is F_bare (1 + O(Q_c/Q)), and the bare operator is tested by the Q -> infinity limit:
+the N -> oo intercepts at several Q (or N^2 F at every (Q, N) at once, with a 1/N term) are brought
+to the units of the hottest Q by the bare prediction's own Q scaling and fitted as
+A(w) + B(w) Q_c/Q at each w = u/sigma; A is compared with the bare prediction by :func:`compare`.
+The assumptions are those of the 1/N fit plus linearity in Q_c/Q over the Q range used (tested by
+chi^2/dof when there are >= 3 values of Q).
+
 Points seen by few realisations (the far tails, where only a handful of realisations have a
 particle crossing u during the window) are left out of every fit and chi^2: fewer than
 :data:`MIN_SUPPORT` realisations with a non-zero slope (``FluxEnsemble.supports``).
