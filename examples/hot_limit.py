@@ -110,13 +110,18 @@ def main(argv=None) -> int:
         row["scale"] = float(fits["sequential"].scales[fits["sequential"].Qs.index(row["Q"])])
     inputs.sort(key=lambda r: -r["Q"])
     x = np.array([Q_c / r["Q"] for r in inputs])
-    amplitude = weighted_line_fit(x, [r["ratio"] for r in inputs], [r["ratio_err"] for r in inputs])
+    ratio, ratio_err = np.array([r["ratio"] for r in inputs]), np.array([r["ratio_err"] for r in inputs])
+    amplitude = weighted_line_fit(x, ratio, ratio_err)
+    models = _amplitude_models(x, ratio, ratio_err)
     for r in inputs:
         print(f"Q = {r['Q']:g} (Q/Q_c = {r['Q_over_Qc']:.2f}), N = {', '.join(map(str, r['Ns']))}: N -> oo intercept "
               f"{r['ratio']:.3f} +- {r['ratio_err']:.3f} x the bare prediction ({r['dir']})")
     print(f"amplitude of the intercepts: a + b Q_c/Q with a = {amplitude['a']:.3f} +- {amplitude['a_err']:.3f}, "
           f"b = {amplitude['b']:.2f} +- {amplitude['b_err']:.2f}"
           + ("" if amplitude["chi2_dof"] is None else f" (chi2/dof {amplitude['chi2_dof']:.2f})"))
+    for key, m in models.items():
+        print(f"amplitude of the intercepts as {key}: {m['parameter']} = {m['value']:.2f} +- {m['err']:.2f}, "
+              f"chi2/dof {m['chi2_dof']:.2f} ({m['dof']} dof)")
     analyses = {}
     for key, fit in fits.items():
         comparison = compare(fit.predicted, fit)
@@ -146,7 +151,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"potential": first["potential"], "n": first["n"], "Q_c": Q_c, "inputs": inputs,
-              "amplitude_fit": amplitude, "analyses": analyses,
+              "amplitude_fit": amplitude, "amplitude_models": models, "analyses": analyses,
               "command": "python examples/hot_limit.py --out " + args.out + " " + " ".join(args.runs)}
     write_json(report, out / "hot_limit.json")
     _plot(fits, profiles, out / "hot_limit.png", name, first["n"])
@@ -159,6 +164,28 @@ DESCRIPTIONS = {
     "joint_shared": "N^2 F at every (Q, N) at once: A + B Q_c/Q + C/N, one 1/N slope in units of the bare flux",
     "joint_linear": "N^2 F at every (Q, N) at once: A + B Q_c/Q + (C + D Q_c/Q)/N, the 1/N slope linear in 1/Q",
 }
+
+
+def _amplitude_models(x, ratio, err) -> dict:
+    """One-parameter laws for the amplitude of the N -> oo flux over the bare one, r(x), x = Q_c/Q:
+    1 + c x (first order in Q_c/Q, the bare operator exact at Q -> oo) and (1 - x)^-p (a resummed
+    amplification: |eps(0)|^-4 of the four static bare couplings has p = 4 and first-order term 4x).
+    Weighted least squares through the origin in r - 1 against x, and in ln r against -ln(1 - x)."""
+    import numpy as np
+
+    def through_origin(X, Y, E):
+        w = 1.0 / E**2
+        value = float(np.sum(w * X * Y) / np.sum(w * X * X))
+        dof = X.size - 1
+        chi2 = float(np.sum(w * (Y - value * X) ** 2))
+        return value, float(1.0 / np.sqrt(np.sum(w * X * X))), chi2 / dof if dof else float("nan"), dof
+
+    out = {}
+    for key, parameter, X, Y, E in (("1 + c Q_c/Q", "c", x, ratio - 1.0, err),
+                                    ("(1 - Q_c/Q)^-p", "p", -np.log1p(-x), np.log(ratio), err / ratio)):
+        value, value_err, chi2_dof, dof = through_origin(X, Y, E)
+        out[key] = {"parameter": parameter, "value": value, "err": value_err, "chi2_dof": chi2_dof, "dof": dof}
+    return out
 
 
 def _profile(c: dict, Q: float, sigma: float, N: int | None = None) -> dict:

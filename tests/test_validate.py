@@ -863,6 +863,13 @@ def test_hot_limit_example_on_the_stored_intercepts(tmp_path, capsys):
         assert criterion["met"] == (criterion["chi2_dof"] <= 2 and criterion["snr_at_predicted_peak"] >= 5)
     assert report["analyses"]["joint_linear"]["D_test"]["n_points"] == 20
     assert report["amplitude_fit"]["a_err"] > 0 and (tmp_path / "hot_limit.png").stat().st_size > 1000
+    r = np.array([c["ratio_measured_over_predicted"] for c in cs])
+    e = np.array([c["ratio_err"] for c in cs])
+    (c_lin,), *_ = np.linalg.lstsq((x / e)[:, None], (r - 1.0) / e, rcond=None)  # r = 1 + c x
+    (p_law,), *_ = np.linalg.lstsq((-np.log1p(-x) * r / e)[:, None], np.log(r) * r / e, rcond=None)  # r = (1 - x)^-p
+    models = report["amplitude_models"]
+    assert models["1 + c Q_c/Q"]["value"] == pytest.approx(c_lin, rel=1e-9)
+    assert models["(1 - Q_c/Q)^-p"]["value"] == pytest.approx(p_law, rel=1e-9)
     assert "criterion" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="1/N intercept"):
         module.main(["--out", str(tmp_path), runs[0], str(stored / "flux_vs_nbody_Q5_N256")])
