@@ -173,7 +173,9 @@ def run(args) -> int:
           f"{cmp.sign_agreement:.0%} of {cmp.n_sign_points} points with |F| >= 2 sigma")
     print("[compare] at N = 64 expect a ratio of about 0.65-0.85 (finite-N corrections, PHYSICS.md section 4); "
           "N^2 F then grows with N past the bare prediction (HMF, Q = 4: 0.93 at N = 128, 1.21 at N = 256; "
-          "README, 'Q and N dependence'), by an amount of the order of the collective indicator above")
+          "README, 'Q and N dependence'), by an excess first order in Q_c/Q, of the order of the collective "
+          "indicator above; extrapolated to N -> oo and then Q -> oo, the measured flux is the bare operator's "
+          "(README, 'the hot limit')")
     report["measurement"] = m.to_dict()
     report["comparison"] = cmp.to_dict()
     report["energy_error"] = drift
