@@ -133,8 +133,10 @@ def main(argv=None) -> int:
         }
         analyses[key] = {"description": DESCRIPTIONS[key], "fit": fit.to_dict(), "comparison": comparison.to_dict(),
                          "criterion": criterion}
-        print(f"{key}: {DESCRIPTIONS[key]}; the model fits with chi2/dof {fit.global_chi2_dof:.2f} ({fit.dof} dof per "
-              f"point over {fit.summary()['n_points']} points)")
+        quality = (f"the model fits with chi2/dof {fit.global_chi2_dof:.2f} ({fit.dof} dof per point over "
+                   f"{fit.summary()['n_points']} points)" if fit.dof > 0 else
+                   "the fit is exact (0 dof: nothing tests the model)")
+        print(f"{key}: {DESCRIPTIONS[key]}; {quality}")
         print(f"  against the bare operator, in the units of Q = {fit.Q_ref:g}: {comparison}")
         if key == "joint_linear":
             j = int(np.argmax(np.abs(fit.predicted) * (fit.u > 0)))
