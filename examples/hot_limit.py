@@ -43,12 +43,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _floats(values):
-    import numpy as np
-
-    return np.asarray([np.nan if v is None else v for v in values], dtype=float)
-
-
 def load(directory: str) -> dict:
     """The 1/N intercept, the bare prediction and the set-up of one combined flux_vs_nbody report."""
     path = Path(directory) / "flux_vs_nbody.json"
@@ -191,8 +185,10 @@ def _amplitude_models(x, ratio, err) -> dict:
 
 
 def _profile(c: dict, Q: float, sigma: float, N: int | None = None) -> dict:
-    out = {"Q": Q, "sigma": sigma, "u": _floats(c["u"]), "n2_flux": _floats(c["measured_values"]),
-           "n2_err": _floats(c["measured_err"]), "predicted": _floats(c["predicted"])}
+    from numerics.validate import json_floats
+
+    out = {"Q": Q, "sigma": sigma, "u": json_floats(c["u"]), "n2_flux": json_floats(c["measured_values"]),
+           "n2_err": json_floats(c["measured_err"]), "predicted": json_floats(c["predicted"])}
     if N is not None:
         out["N"] = N
     return out

@@ -141,8 +141,8 @@ def _jsonable(x):
     return x
 
 
-def _floats(values) -> np.ndarray:
-    """Inverse of _jsonable for float arrays (None -> NaN)."""
+def json_floats(values) -> np.ndarray:
+    """Inverse of _jsonable for float arrays (None -> NaN): a stored report's lists back to arrays."""
     return np.array([np.nan if v is None else v for v in np.ravel(np.asarray(values, dtype=object))],
                     dtype=float).reshape(np.shape(values))
 
@@ -578,7 +578,7 @@ class FluxEnsemble:
         for e in per_n:
             md = dict(e["measurement"])
             for key in ("u", "flux", "lower", "upper"):
-                md[key] = _floats(md[key])
+                md[key] = json_floats(md[key])
             ms.append(FluxMeasurement.from_dict(md))
         return cls.from_measurements(
             ms, Rs=[e["R"] for e in per_n], seeds=[e.get("seed") for e in per_n],
@@ -586,7 +586,7 @@ class FluxEnsemble:
             run_times=[nan_or(e.get("run_time_s")) for e in per_n],
             particle_steps_per_s=[nan_or(e.get("particle_steps_per_s")) for e in per_n],
             energy_errors=[nan_or(e.get("max_relative_energy_error")) for e in per_n],
-            covariances=[None if e.get("covariance") is None else _floats(e["covariance"]) for e in per_n],
+            covariances=[None if e.get("covariance") is None else json_floats(e["covariance"]) for e in per_n],
             even_chi2_dof=[nan_or(e.get("even_part_chi2_dof")) for e in per_n],
             supports=[None if e.get("support") is None else np.asarray(e["support"], dtype=int) for e in per_n],
             params=data.get("params", {}), units=data.get("units", "t"))
