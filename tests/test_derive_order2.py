@@ -93,6 +93,31 @@ def test_nonlinear_sources_carry_one_more_coupling_and_one_more_DF(hot):
         assert len(t.integrals) == 1  # the extra integrated particle
 
 
+def _degrees(expr):
+    """{(U degree, number of DFs)} over the monomials of expr."""
+    return {(_u_degree(t), _f_count(t)) for t in sp.Add.make_args(sp.expand(expr))}
+
+
+@pytest.mark.slow
+def test_keeping_the_nonlinear_sources_the_flux_stays_real_and_gains_one_U_and_one_F(order2):
+    """The first step towards the O(1/Q) correction: with drop_nonlinear_sources switched off,
+    every stage still goes through (real_part raises if the imaginary part does not cancel).
+    The flux is the bare one (U^4 F^3, 48 terms) plus terms that all carry U^5 F^4: one more
+    coupling and one more DF, the relative 1/Q the drop neglects, now at the level of the flux."""
+    full = long_time_flux(drops=("drop_landau_source", "drop_two_body_source"))
+    assert "drop_nonlinear_sources" not in full.stage_names()
+    bare = [_degrees(t.body) for t in order2["flux"].output]
+    assert set().union(*bare) == {(4, 3)}
+    degrees = [_degrees(t.body) for t in full["flux"].output]
+    assert all(len(d) == 1 for d in degrees)  # each term is homogeneous
+    assert sum(d == {(4, 3)} for d in degrees) == 48
+    extra = [d for d in degrees if d != {(4, 3)}]
+    assert extra and set().union(*extra) == {(5, 4)}
+    census = full["resonance_census"].output
+    assert sum(census.values()) == sum(len(sp.Add.make_args(t.body)) for t in full["symmetrise"].output)
+    assert sum(census.values()) > sum(order2["resonance_census"].output.values())
+
+
 @pytest.fixture(scope="module")
 def order2():
     return long_time_flux()
