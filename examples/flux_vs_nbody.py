@@ -21,6 +21,10 @@ several N are run. Writes JSON and PNG into --out.
                                                            # the same across runs whose windows grow
                                                            # with N (one window per N; DIR:N takes only
                                                            # N from DIR)
+    python examples/flux_vs_nbody.py --Q 5 --Ns 128 256 --R 8192 2048 --matched-fraction 6e-4
+                                                           # each N runs over its own window, in which the
+                                                           # predicted flux moves 6e-4 of the particles
+                                                           # across its peak (t1 = 6e-4 N^2 / |peak N^2 F|)
 
 For the ring model the prediction is evaluated at --kmax (converged: examples/kmax_convergence.py)
 and the N-body force is either the harmonic sum truncated at the same kmax or the direct pair
@@ -46,9 +50,15 @@ def parse_args(argv=None):
     p.add_argument("--force", choices=("harmonic", "direct"), default="harmonic",
                    help="ring model N-body force: harmonic sums to kmax, or the direct pair force")
     p.add_argument("--n", type=float, default=4.0, help="generalised Gaussian index (even integer)")
-    p.add_argument("--t-end", type=float, default=1500.0)
+    p.add_argument("--t-end", type=float, default=None, help="duration of each run (default 1500)")
     p.add_argument("--dt", type=float, default=0.1)
-    p.add_argument("--window", type=float, nargs=2, default=[100.0, 1500.0], metavar=("T0", "T1"))
+    p.add_argument("--window", type=float, nargs=2, default=None, metavar=("T0", "T1"),
+                   help="fit window (default 100 1500)")
+    p.add_argument("--matched-fraction", type=float, default=None, metavar="F",
+                   help="instead of --t-end and --window: each N runs to t1 = F N^2 / |peak N^2 F| of the "
+                        "prediction and is fitted over [min(100, t1/4), t1], so that the predicted flux moves "
+                        "the same fraction F of the particles across its peak at every N (numerics.validate."
+                        "matched_windows; the stored runs use 6e-4 for the HMF, 8.9e-4 for the ring model)")
     p.add_argument("--u-points", type=int, default=41, help="u grid points on [-3 sigma, 3 sigma]")
     p.add_argument("--backend", default="jax", choices=["numpy", "jax", "cupy"])
     p.add_argument("--seed", type=int, default=0)
@@ -72,7 +82,18 @@ def parse_args(argv=None):
     if len(args.R) != len(args.Ns):
         p.error("--R needs one value or one per N")
     if args.matched_windows and not args.combine:
-        p.error("--matched-windows applies to --combine only (a new run has one --window for all N)")
+        p.error("--matched-windows applies to --combine only (a new run has one --window for all N, or "
+                "--matched-fraction)")
+    if args.matched_fraction is not None:
+        if args.combine:
+            p.error("--matched-fraction applies to new runs; with --combine use --matched-windows")
+        if args.t_end is not None or args.window is not None:
+            p.error("--matched-fraction sets each N's run length and window; drop --t-end and --window")
+        if not 0.0 < args.matched_fraction < 1.0:
+            p.error(f"--matched-fraction must lie in (0, 1), got {args.matched_fraction:g}")
+    else:
+        args.t_end = 1500.0 if args.t_end is None else args.t_end
+        args.window = [100.0, 1500.0] if args.window is None else args.window
     return args
 
 
@@ -106,6 +127,9 @@ def load_measurements(args, u):
             labels = [f"N={only}"]
         # reports written before --potential/--force existed are HMF runs with the defaults
         stored = {"potential": "hmf", "softening": 0.5, "kmax": 10, "force": "harmonic", **data["args"]}
+        if stored.get("matched_fraction") is not None and not args.matched_windows:
+            raise SystemExit(f"--combine: {directory} was run with --matched-fraction (one window per N); "
+                             "combine it with --matched-windows")
         for key in same:
             if key in ("softening", "kmax", "force") and args.potential != "ring":
                 continue
@@ -157,8 +181,8 @@ def main(argv=None) -> int:
     import numpy as np
 
     from numerics import HMF, RingModel
-    from numerics.validate import (compare, extrapolate_inverse_N, flux_ensemble, hot_profile, plot_ensemble,
-                                   predict_n2_flux, write_json)
+    from numerics.validate import (compare, extrapolate_inverse_N, flux_ensemble, hot_profile, matched_windows,
+                                   plot_ensemble, predict_n2_flux, write_json)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +211,14 @@ def main(argv=None) -> int:
     else:
         Ns = sorted(args.Ns)
         R = dict(zip(sorted(args.Ns), [r for _, r in sorted(zip(args.Ns, args.R))]))
-        ens = flux_ensemble(potential, df, Ns, R, args.t_end, args.dt, tuple(args.window), backend=args.backend,
+        if args.matched_fraction is not None:
+            window = matched_windows(pred.peak[1], Ns, args.matched_fraction, dt=args.dt)
+            t_end = {n: w[1] for n, w in window.items()}
+            print("matched windows: " + ", ".join(f"N = {n}: [{w[0]:g}, {w[1]:g}]" for n, w in window.items()),
+                  flush=True)
+        else:
+            window, t_end = tuple(args.window), args.t_end
+        ens = flux_ensemble(potential, df, Ns, R, t_end, args.dt, window, backend=args.backend,
                             seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51, kmax=sim_kmax,
                             save_dir=args.save_runs)
         seeds_at = {n: [args.seed] for n in Ns}

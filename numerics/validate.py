@@ -89,6 +89,10 @@ __all__ = [
     "QScaling",
     "flux_ensemble",
     "extrapolate_inverse_N",
+    "HotLimitFit",
+    "extrapolate_hot_limit",
+    "matched_windows",
+    "json_floats",
     "compare",
     "merge_runs",
     "weighted_line_fit",
@@ -229,6 +233,40 @@ def _check_window(window, t_end: float, dt: float, n_snapshots: int) -> tuple[fl
         raise ValueError(f"window {window!r} holds {inside} of the {n_snapshots} snapshots; the flux fit needs "
                          "at least 3 (widen the window or raise n_snapshots)")
     return t0, t1
+
+
+def matched_windows(peak_n2_flux: float, Ns, fraction: float, *, dt: float, t0: float = 100.0
+                    ) -> dict[int, tuple[float, float]]:
+    """Fit windows (t0_N, t1_N) in which the predicted flux moves the same fraction of the
+    particles across its peak at every N: t1_N = fraction N^2 / |peak N^2 F|, rounded up to a
+    multiple of dt, and t0_N = min(t0, t1_N / 4) (the start skips the initial transient; short
+    windows keep three quarters of their length).
+
+    Finite-N corrections are then compared at equal relative evolution of the DF. The stored
+    runs use fraction 6.0e-4 (HMF) and 8.9e-4 (ring model); the measurement's relative error
+    grows as the fraction shrinks, roughly like fraction^-1 at fixed R.
+    peak_n2_flux: the predicted N^2 F at its peak (``PredictedFlux.peak[1]``), finite, non-zero.
+    """
+    peak = float(peak_n2_flux)
+    if not math.isfinite(peak) or peak == 0.0:
+        raise ValueError(f"peak_n2_flux must be finite and non-zero (the predicted N^2 F at its peak), got "
+                         f"{peak_n2_flux!r}")
+    fraction = float(fraction)
+    if not (0.0 < fraction < 1.0):
+        raise ValueError(f"fraction must lie in (0, 1) (the fraction of particles the predicted flux moves across "
+                         f"its peak during the window), got {fraction!r}")
+    dt = float(dt)
+    t0 = float(t0)
+    if not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a positive time step, got {dt!r}")
+    if not (math.isfinite(t0) and t0 >= 0):
+        raise ValueError(f"t0 must be a finite start time >= 0, got {t0!r}")
+    out = {}
+    for n in _check_Ns(Ns, 1):
+        steps = math.ceil(fraction * n * n / abs(peak) / dt - 1e-9)
+        t1 = float(f"{steps * dt:.12g}")  # a whole number of steps, without the float noise of the product
+        out[n] = (min(t0, t1 / 4.0), t1)
+    return out
 
 
 def _same_grid(u: np.ndarray, u0: np.ndarray) -> bool:
@@ -386,7 +424,8 @@ class FluxEnsemble:
     """Flux measurements of one set-up at several N (see :func:`flux_ensemble`).
 
     ``measurements[i]`` is the :class:`FluxMeasurement` at ``Ns[i]`` (ascending N), all on the
-    grid :attr:`u` and the same ``window``. Per N: ``Rs`` realisations, ``seeds`` (the int seed
+    grid :attr:`u`, each over its own fit window (:attr:`windows`; one shared window unless the
+    windows were matched per N, :func:`matched_windows`). Per N: ``Rs`` realisations, ``seeds`` (the int seed
     passed to :func:`numerics.nbody.simulate`), ``wall_times`` (s, the whole simulate call,
     JIT compilation included), ``run_times`` (s, the engine's own integration time),
     ``particle_steps_per_s`` (N R n_steps / run_time), ``energy_errors`` (largest relative energy
@@ -481,7 +520,13 @@ class FluxEnsemble:
 
     @property
     def window(self) -> tuple[float, float]:
+        """The fit window of the smallest N (the shared one unless windows are matched per N)."""
         return tuple(self.measurements[0].window)
+
+    @property
+    def windows(self) -> tuple[tuple[float, float], ...]:
+        """The fit window at each N."""
+        return tuple(tuple(float(x) for x in m.window) for m in self.measurements)
 
     @property
     def n2_flux(self) -> np.ndarray:
@@ -562,7 +607,8 @@ class FluxEnsemble:
             per_n.append(entry)
         return _jsonable({
             "convention": CONVENTION, "units": self.units, "Ns": list(self.Ns), "u": self.u,
-            "window": list(self.window), "folded": self.folded, "peaks": self.peaks(), "per_N": per_n,
+            "window": _shared_or_per_N([list(w) for w in self.windows]), "folded": self.folded,
+            "peaks": self.peaks(), "per_N": per_n,
             "params": self.params,
         })
 
@@ -674,18 +720,33 @@ def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float, np.
     return np.atleast_2d(cov), even_chi2, np.count_nonzero(slopes, axis=0)
 
 
-def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, backend: str = "jax", seed: int = 0,
+def _per_N(name: str, value, Ns) -> dict:
+    """One value for every N, or a mapping N -> value covering every N."""
+    if isinstance(value, Mapping):
+        missing = [n for n in Ns if n not in value]
+        if missing:
+            raise ValueError(f"{name} (a mapping N -> {name}) has no entry for N = {missing}")
+        return {n: value[n] for n in Ns}
+    return {n: value for n in Ns}
+
+
+def _shared_or_per_N(values: list):
+    return values[0] if all(v == values[0] for v in values) else values
+
+
+def flux_ensemble(potential, df, Ns, R, t_end, dt: float, window, *, backend: str = "jax", seed: int = 0,
                   kmax: int | None = None, u_grid=None, progress: bool = True, n_snapshots: int = 101,
                   n_boot: int = 1000, method: str = "yoshida4", fold: bool | None = None,
                   max_energy_error: float | None = 1e-3, save_dir=None) -> FluxEnsemble:
     """Run an N-body ensemble for each N in ``Ns`` and measure the flux over ``window``.
 
-    potential, df, t_end, dt, kmax, method, backend, max_energy_error: as in
+    potential, df, dt, kmax, method, backend, max_energy_error: as in
     :func:`numerics.nbody.simulate` (same for every N).
     Ns: distinct particle numbers (>= 2), run in ascending order.
     R: realisations, an int for every N, a sequence paired with the sorted Ns, or a mapping N -> R.
-    window: (t0, t1) of the linear fit, inside [0, t_end] and holding >= 3 snapshots (checked
-        before anything runs).
+    t_end: duration of each run, one number or a mapping N -> t_end.
+    window: (t0, t1) of the linear fit, or a mapping N -> (t0, t1) (e.g. :func:`matched_windows`),
+        inside [0, t_end] and holding >= 3 snapshots (checked for every N before anything runs).
     seed: base seed; the run with N particles uses ``derived_seed(seed, N)`` (recorded).
     u_grid: common velocity grid (default linspace(-3 sigma, 3 sigma, 61), sigma of the df).
     n_snapshots: snapshots from 0 to t_end (the slope noise comes from slow velocity diffusion,
@@ -700,11 +761,13 @@ def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, back
 
     Ns = _check_Ns(Ns)
     Rs = _check_R(R, Ns)
-    t_end = _check_positive("t_end", t_end, "duration of each run")
+    t_ends = {n: _check_positive("t_end", x, f"duration of the run at N = {n}")
+              for n, x in _per_N("t_end", t_end, Ns).items()}
     dt = _check_positive("dt", dt, "time step")
     if isinstance(n_snapshots, bool) or not isinstance(n_snapshots, (int, np.integer)) or n_snapshots < 3:
         raise ValueError(f"n_snapshots must be an integer >= 3, got {n_snapshots!r}")
-    window = _check_window(window, t_end, dt, int(n_snapshots))
+    windows = {n: _check_window(w, t_ends[n], dt, int(n_snapshots))
+               for n, w in _per_N("window", window, Ns).items()}
     if u_grid is None:
         u_grid = np.linspace(-3.0 * df.sigma, 3.0 * df.sigma, 61)
     u_grid = np.asarray(u_grid, dtype=float)
@@ -719,14 +782,14 @@ def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, back
     for N in Ns:
         seed_N = derived_seed(seed, N)
         start = time.perf_counter()
-        run = simulate(potential, df, N, Rs[N], t_end, dt, kmax=kmax, method=method, backend=backend, seed=seed_N,
+        run = simulate(potential, df, N, Rs[N], t_ends[N], dt, kmax=kmax, method=method, backend=backend, seed=seed_N,
                        n_snapshots=int(n_snapshots), u_grid=u_grid, max_energy_error=max_energy_error,
                        progress=progress)
         wall = time.perf_counter() - start
         if save_dir is not None:
             run.save(save_dir / f"run_N{N}.npz")
-        m = measure_flux(run, window, fold=fold, n_boot=n_boot, seed=seed_N)
-        cov, even_chi2, support = _slope_statistics(run, window, m.folded)
+        m = measure_flux(run, windows[N], fold=fold, n_boot=n_boot, seed=seed_N)
+        cov, even_chi2, support = _slope_statistics(run, windows[N], m.folded)
         n_steps = int(run.params["n_steps"])
         rate = N * Rs[N] * n_steps / run.wall_time if run.wall_time > 0 else float("nan")
         err = float(np.nanmax(run.relative_energy_error))
@@ -748,8 +811,11 @@ def flux_ensemble(potential, df, Ns, R, t_end: float, dt: float, window, *, back
                   f"even part chi2/dof {even_chi2:.2f}", file=sys.stderr, flush=True)
         del run
     params = {
-        "potential": potential.parameters(), "df": df.parameters(), "sigma": float(df.sigma), "t_end": t_end,
-        "dt": dt, "window": list(window), "backend": backend, "method": method, "kmax": kmax,
+        "potential": potential.parameters(), "df": df.parameters(), "sigma": float(df.sigma),
+        # one value when every N shares it, else one per N (paired with the sorted Ns)
+        "t_end": _shared_or_per_N([t_ends[n] for n in Ns]),
+        "dt": dt, "window": _shared_or_per_N([list(windows[n]) for n in Ns]), "backend": backend,
+        "method": method, "kmax": kmax,
         "n_snapshots": int(n_snapshots), "n_boot": int(n_boot), "seed": int(seed),
         "seeding": "run with N particles: simulate(seed=derived_seed(seed, N)), "
                    "derived_seed = SeedSequence([seed, N]).generate_state(2, uint32) packed to 63 bits",
@@ -1508,7 +1574,9 @@ def plot_ensemble(result: FluxEnsemble, path, *, fit: InverseNFit | None = None,
     ax.set_xlabel(r"velocity $w = u/\sigma$" if tau else r"velocity $u$")
     ax.set_ylabel(r"$N^2\,\mathcal{F}(u)$, $\mathcal{F} = -\,d/d%s\,$[fraction with $v<u$]" % ("\\tau" if tau else "t"))
     w = result.window
-    ax.set_title(title or f"window {'tau' if tau else 't'} = [{w[0]:g}, {w[1]:g}]"
+    shown = (f"window {'tau' if tau else 't'} = [{w[0]:g}, {w[1]:g}]" if len(set(result.windows)) == 1 else
+             "windows matched per N: " + ", ".join(f"[{a:g}, {b:g}]" for a, b in result.windows))
+    ax.set_title(title or shown +
                  f"{' (folded: odd in u)' if result.folded else ''}; positive = particles move up in v", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -308,6 +308,51 @@ def test_tiny_real_ensemble_is_reproducible(tiny):
     np.testing.assert_array_equal(again.n2_flux, tiny.n2_flux)
 
 
+def test_flux_ensemble_with_windows_matched_per_N_is_the_runs_made_one_by_one(tiny, tmp_path):
+    """t_end and window given per N run each N exactly as a run of that N alone would (same derived
+    seed): N = 16 over its own window is the tiny fixture's N = 16; the ensemble records each window."""
+    df = GeneralizedGaussian(4, math.sqrt(2.0))
+    kw = dict(backend="numpy", seed=7, u_grid=tiny.u, progress=False, n_snapshots=21, n_boot=200)
+    ens = flux_ensemble(HMF(), df, (8, 16), 16, {8: 10.0, 16: 20.0}, 0.1, {8: (2.5, 10.0), 16: (5.0, 20.0)}, **kw)
+    alone = flux_ensemble(HMF(), df, (8,), 16, 10.0, 0.1, (2.5, 10.0), **kw)
+    assert ens.windows == ((2.5, 10.0), (5.0, 20.0)) and ens.window == (2.5, 10.0)
+    np.testing.assert_array_equal(ens.n2_flux[1], tiny.n2_flux[1])
+    np.testing.assert_array_equal(ens.n2_flux[0], alone.n2_flux[0])
+    assert ens.params["t_end"] == [10.0, 20.0] and ens.params["window"] == [[2.5, 10.0], [5.0, 20.0]]
+    assert tiny.params["t_end"] == 20.0 and tiny.params["window"] == [5.0, 20.0]
+    data = json.loads(json.dumps(ens.to_dict(), allow_nan=False))
+    assert data["window"] == [[2.5, 10.0], [5.0, 20.0]]
+    assert FluxEnsemble.from_dict(data).windows == ens.windows
+    assert plot_ensemble(ens, tmp_path / "m.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match=r"window \(a mapping N -> window\) has no entry for N = \[16\]"):
+        flux_ensemble(HMF(), df, (8, 16), 16, 20.0, 0.1, {8: (2.5, 10.0)}, **kw)
+    with pytest.raises(ValueError, match="not inside the run"):
+        flux_ensemble(HMF(), df, (8, 16), 16, {8: 10.0, 16: 20.0}, 0.1, (5.0, 20.0), **kw)
+
+
+def test_matched_windows_reproduce_the_stored_runs_rule():
+    """t1 = fraction N^2 / |peak N^2 F|, rounded up to a multiple of dt: with the stored HMF Q = 5
+    prediction and the fraction of the N = 512 run it gives the stored N = 128, 256 windows (3275,
+    13100, 52400: one fraction, 6.03e-4, at every N); short windows start at t1 / 4; bad inputs are
+    refused by name."""
+    from numerics.validate import matched_windows
+
+    stored = Path(__file__).resolve().parents[1] / "examples" / "results" / "flux_vs_nbody_Q5_N512"
+    peak = max(abs(x) for x in json.loads((stored / "flux_vs_nbody.json").read_text())["prediction"]["N2_flux"])
+    got = matched_windows(-peak, [512, 128, 256], 52400.0 * peak / 512**2, dt=0.1)
+    assert list(got) == [128, 256, 512] and all(w[0] == 100.0 for w in got.values())
+    assert [got[n][1] for n in (128, 256, 512)] == [3275.0, 13100.0, 52400.0]
+    for n, (t0, t1) in matched_windows(0.01, [8, 64, 100], 1e-3, dt=0.3).items():
+        assert t1 >= 1e-3 * n * n / 0.01 - 1e-9 and t1 - 0.3 < 1e-3 * n * n / 0.01
+        assert abs(t1 / 0.3 - round(t1 / 0.3)) < 1e-9 and t0 == min(100.0, t1 / 4)
+    for kwargs, match in [(dict(peak_n2_flux=0.0), "peak_n2_flux"), (dict(peak_n2_flux=float("nan")), "peak_n2_flux"),
+                          (dict(fraction=0.0), r"fraction must lie in \(0, 1\)"), (dict(fraction=1.5), "fraction"),
+                          (dict(dt=0.0), "dt"), (dict(Ns=[1]), "Ns"), (dict(t0=-1.0), "t0")]:
+        args = dict(peak_n2_flux=0.01, Ns=[64], fraction=1e-3, dt=0.1) | kwargs
+        with pytest.raises(ValueError, match=match):
+            matched_windows(args.pop("peak_n2_flux"), args.pop("Ns"), args.pop("fraction"), **args)
+
+
 def test_rescaled_and_scaled_profile(tiny):
     s = 2.0
     r = tiny.rescaled(s)
@@ -488,6 +533,34 @@ def test_flux_vs_nbody_matched_windows_extrapolates_the_stored_Q2_runs(tmp_path,
     slope, intercept = np.polyfit(1.0 / Ns, y, 1, w=1.0 / e)
     assert c["fit"]["a_peak"] == pytest.approx(intercept, rel=1e-9)
     assert c["measured_values"][j] == pytest.approx(intercept, rel=1e-9)
+    capsys.readouterr()
+
+
+def test_flux_vs_nbody_matched_fraction_runs_each_N_over_its_own_window(tmp_path, capsys):
+    """--matched-fraction F: each N runs to t1 = F N^2 / |peak N^2 F| and is fitted over its own
+    window; the report records the windows, and combining it needs --matched-windows."""
+    module, _ = _flux_vs_nbody_module()
+    out = tmp_path / "run"
+    argv = ["--Ns", "8", "16", "--R", "32", "--matched-fraction", "2e-3", "--backend", "numpy", "--no-progress",
+            "--u-points", "21"]
+    assert module.main(argv + ["--out", str(out)]) == 0
+    report = json.loads((out / "flux_vs_nbody.json").read_text())
+    peak = max(abs(x) for x in report["prediction"]["N2_flux"])
+    for n in (8, 16):
+        t0, t1 = report["comparisons"][f"N={n}"]["window"]
+        assert t1 == pytest.approx(2e-3 * n * n / peak, abs=0.1) and t0 == pytest.approx(t1 / 4)
+    assert report["args"]["matched_fraction"] == 2e-3 and report["args"]["window"] is None
+    combine = ["--u-points", "21", "--out", str(tmp_path / "again"), "--combine", str(out)]
+    with pytest.raises(SystemExit, match="combine it with --matched-windows"):
+        module.main(combine)
+    assert module.main(combine + ["--matched-windows"]) == 0
+    again = json.loads((tmp_path / "again" / "flux_vs_nbody.json").read_text())["comparisons"]
+    assert again["N=16"]["measured_values"] == report["comparisons"]["N=16"]["measured_values"]
+    for bad in (["--t-end", "100"], ["--window", "1", "2"], ["--combine", str(out)]):
+        with pytest.raises(SystemExit):
+            module.parse_args(argv + bad)
+    with pytest.raises(SystemExit):
+        module.parse_args(["--matched-fraction", "1.5"])
     capsys.readouterr()
 
 
