@@ -17,6 +17,10 @@ report), one report per Q (same potential and profile shape), and
   (chi^2/dof <= 2 over >= 10 points, S/N >= 5 at the predicted peak) is met;
 * fits the amplitude ratios of the intercepts (measured/predicted at each Q) as a + b Q_c/Q too.
 
+A report at a single N (no intercept) enters the two joint fits only, which fit N^2 F at every
+(Q, N) at once with a 1/N slope shared across Q: a hot Q run at one N still lengthens the Q lever
+arm there. The sequential fit needs two or more reports with intercepts.
+
 Writes ``hot_limit.json`` and ``hot_limit.png`` into --out. No simulation is run:
 
     python examples/hot_limit.py --out examples/results/hot_limit \\
@@ -49,13 +53,13 @@ def load(directory: str) -> dict:
     if not path.is_file():
         raise SystemExit(f"{directory}: no flux_vs_nbody.json (not an output directory of flux_vs_nbody.py)")
     data = json.loads(path.read_text())
-    if INTERCEPT not in data["comparisons"]:
-        raise SystemExit(f"{directory}: the report has no '{INTERCEPT}' (combine runs at three or more N with "
-                         "flux_vs_nbody.py --combine first)")
-    c = data["comparisons"][INTERCEPT]
-    args = {"potential": "hmf", "n": 4.0, "softening": 0.5, "kmax": 10, **data["args"]}
     per_n = {k: v for k, v in data["comparisons"].items() if k.startswith("N=")}
-    return {"dir": str(directory), "args": args, "comparison": c, "per_n": per_n}
+    if INTERCEPT not in data["comparisons"] and len(per_n) != 1:
+        raise SystemExit(f"{directory}: the report has no '{INTERCEPT}' (combine runs at two or more N with "
+                         "flux_vs_nbody.py --combine first)")
+    args = {"potential": "hmf", "n": 4.0, "softening": 0.5, "kmax": 10, **data["args"]}
+    # a report at one N has no intercept: it enters the joint fits only
+    return {"dir": str(directory), "args": args, "comparison": data["comparisons"].get(INTERCEPT), "per_n": per_n}
 
 
 def main(argv=None) -> int:
@@ -79,14 +83,22 @@ def main(argv=None) -> int:
     else:
         potential, kmax = RingModel(first["softening"]), first["kmax"]
         name = f"ring model (softening {first['softening']:g}, kmax {kmax})"
-    profiles, per_n, inputs, qcs = [], [], [], []
+    if sum(e["comparison"] is not None for e in entries) < 2:
+        raise SystemExit(f"the sequential fit needs two or more reports with a '{INTERCEPT}' (runs combined at "
+                         "two or more N, flux_vs_nbody.py --combine); reports at one N enter the joint fits only")
+    profiles, per_n, inputs, joint_only, qcs = [], [], [], [], []
     for e in entries:
         q, c = float(e["args"]["Q"]), e["comparison"]
         df = hot_profile(potential, q, first["n"], kmax=kmax)
         qcs.append(critical_Q(df))
-        profiles.append(_profile(c, q, df.sigma))
         Ns = sorted(int(k[2:]) for k in e["per_n"])
         per_n.extend(_profile(e["per_n"][f"N={N}"], q, df.sigma, N) for N in Ns)
+        if c is None:
+            one = e["per_n"][f"N={Ns[0]}"]
+            joint_only.append({"dir": e["dir"], "Q": q, "N": Ns[0], "ratio": one["ratio_measured_over_predicted"],
+                               "ratio_err": one["ratio_err"], "chi2_dof": one["chi2_dof"]})
+            continue
+        profiles.append(_profile(c, q, df.sigma))
         inputs.append({"dir": e["dir"], "Q": q, "Ns": Ns, "ratio": c["ratio_measured_over_predicted"],
                        "ratio_err": c["ratio_err"], "chi2_dof": c["chi2_dof"], "inverse_N_fit": c.get("fit")})
     Q_c = float(np.mean(qcs))
@@ -109,6 +121,10 @@ def main(argv=None) -> int:
     models = _amplitude_models(x, ratio, ratio_err)
     for r in inputs:
         print(f"Q = {r['Q']:g} (Q/Q_c = {r['Q_over_Qc']:.2f}), N = {', '.join(map(str, r['Ns']))}: N -> oo intercept "
+              f"{r['ratio']:.3f} +- {r['ratio_err']:.3f} x the bare prediction ({r['dir']})")
+    for r in joint_only:
+        r["Q_over_Qc"] = r["Q"] / Q_c
+        print(f"Q = {r['Q']:g} (Q/Q_c = {r['Q_over_Qc']:.2f}), N = {r['N']} only (joint fits only): "
               f"{r['ratio']:.3f} +- {r['ratio_err']:.3f} x the bare prediction ({r['dir']})")
     print(f"amplitude of the intercepts: a + b Q_c/Q with a = {amplitude['a']:.3f} +- {amplitude['a_err']:.3f}, "
           f"b = {amplitude['b']:.2f} +- {amplitude['b_err']:.2f}"
@@ -147,6 +163,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"potential": first["potential"], "n": first["n"], "Q_c": Q_c, "inputs": inputs,
+              "joint_only": joint_only,
               "amplitude_fit": amplitude, "amplitude_models": models, "analyses": analyses,
               "command": "python examples/hot_limit.py --out " + args.out + " " + " ".join(args.runs)}
     write_json(report, out / "hot_limit.json")
@@ -226,10 +243,11 @@ def _plot(fits, profiles, path, name, n):
     bx.plot(grid, (fit.a[j] + fit.b[j] * grid) / peak, color="C0", lw=1.0, label="sequential: A + B Q_c/Q")
     shades = {"sequential": "0.35", "joint_shared": "C3", "joint_linear": "C2"}
     for k, (key, f) in enumerate(fits.items()):
-        keep = pos & f.valid
-        ax.fill_between(w[keep], (f.a[keep] - f.a_err[keep]) / norm, (f.a[keep] + f.a_err[keep]) / norm,
+        # each fit in its own units (the hottest Q it holds), shown relative to its own bare peak
+        keep, f_peak = pos & f.valid, f.predicted[j]
+        ax.fill_between(w[keep], (f.a[keep] - f.a_err[keep]) / abs(f_peak), (f.a[keep] + f.a_err[keep]) / abs(f_peak),
                         color=shades[key], alpha=0.3, label=f"Q -> oo, {key} (+- 1 sigma)")
-        bx.errorbar([-0.004 * k], [f.a[j] / peak], yerr=[f.a_err[j] / norm], fmt="s", color=shades[key],
+        bx.errorbar([-0.004 * k], [f.a[j] / f_peak], yerr=[f.a_err[j] / abs(f_peak)], fmt="s", color=shades[key],
                     label=f"Q -> oo, {key}")
     bx.plot([0.0], [1.0], "k*", ms=12, label="bare operator")
     ax.axhline(0.0, color="k", lw=0.5)

@@ -919,16 +919,9 @@ def test_hot_limit_example_on_the_stored_intercepts(tmp_path, capsys):
     fit = report["analyses"]["sequential"]["fit"]
     assert fit["a"][j] == pytest.approx(intercept, rel=1e-9) and fit["b"][j] == pytest.approx(slope, rel=1e-9)
     # the joint fit at the same point: one weighted least squares over every stored (Q, N)
-    rows = [(q, int(k[2:]), c) for d, q in zip(runs, (2.0, 2.5, 3.0, 4.0))
-            for k, c in json.loads((Path(d) / "flux_vs_nbody.json").read_text())["comparisons"].items()
-            if k.startswith("N=")]
-    sc = np.array([c["predicted"][j] / ref[j] for _, _, c in rows])
-    M = np.stack([np.ones(len(rows)), [report["Q_c"] / q for q, _, _ in rows], [1.0 / n for _, n, _ in rows]], axis=1)
-    w = (sc / np.array([c["measured_err"][j] for _, _, c in rows])) ** 2
-    coef, *_ = np.linalg.lstsq(M * np.sqrt(w)[:, None], np.array([c["measured_values"][j] for _, _, c in rows]) / sc
-                               * np.sqrt(w), rcond=None)
+    rows = _stored_rows(runs, (2.0, 2.5, 3.0, 4.0))
     joint = report["analyses"]["joint_shared"]
-    assert len(rows) == 14 and joint["fit"]["a"][j] == pytest.approx(coef[0], rel=1e-8)
+    assert len(rows) == 14 and joint["fit"]["a"][j] == pytest.approx(_joint_intercept(rows, j, report["Q_c"]), rel=1e-8)
     assert set(report["analyses"]) == {"sequential", "joint_shared", "joint_linear"}
     for analysis in report["analyses"].values():
         comparison, criterion = analysis["comparison"], analysis["criterion"]
@@ -944,10 +937,41 @@ def test_hot_limit_example_on_the_stored_intercepts(tmp_path, capsys):
     assert models["1 + c Q_c/Q"]["value"] == pytest.approx(c_lin, rel=1e-9)
     assert models["(1 - Q_c/Q)^-p"]["value"] == pytest.approx(p_law, rel=1e-9)
     assert "criterion" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="1/N intercept"):
+    with pytest.raises(SystemExit, match="two or more reports with a '1/N intercept'"):
         module.main(["--out", str(tmp_path), runs[0], str(stored / "flux_vs_nbody_Q5_N256")])
     with pytest.raises(SystemExit, match="potential"):
         module.main(["--out", str(tmp_path), runs[0], str(stored / "flux_vs_nbody_ring_inverse_N_T4000")])
+    # a report at one N (Q = 5, N = 256) enters the joint fits only, which are then in the units of Q = 5
+    single = str(stored / "flux_vs_nbody_Q5_N256")
+    assert module.main(["--out", str(tmp_path / "single"), *runs, single]) == 0
+    more = json.loads((tmp_path / "single" / "hot_limit.json").read_text())
+    assert [r["Q"] for r in more["inputs"]] == [4.0, 3.0, 2.5, 2.0]
+    assert [(r["Q"], r["N"]) for r in more["joint_only"]] == [(5.0, 256)]
+    assert more["analyses"]["sequential"]["fit"]["a"][j] == pytest.approx(fit["a"][j], rel=1e-12)
+    rows = _stored_rows(runs + [single], (2.0, 2.5, 3.0, 4.0, 5.0))
+    assert len(rows) == 15 and more["analyses"]["joint_shared"]["fit"]["a"][j] == pytest.approx(
+        _joint_intercept(rows, j, report["Q_c"]), rel=1e-8)
+    capsys.readouterr()
+
+
+def _stored_rows(runs, Qs):
+    """(Q, N, comparison) for every per-N comparison stored in the reports."""
+    return [(q, int(k[2:]), c) for d, q in zip(runs, Qs)
+            for k, c in json.loads((Path(d) / "flux_vs_nbody.json").read_text())["comparisons"].items()
+            if k.startswith("N=")]
+
+
+def _joint_intercept(rows, j, Q_c):
+    """Independent oracle of the joint shared-slope fit at point j: weighted least squares of
+    A + B Q_c/Q + C/N over the rows, each N^2 F brought to the units of the hottest Q by the ratio
+    of the stored bare predictions."""
+    hottest = max(rows, key=lambda r: r[0])[2]["predicted"][j]
+    sc = np.array([c["predicted"][j] / hottest for _, _, c in rows])
+    M = np.stack([np.ones(len(rows)), [Q_c / q for q, _, _ in rows], [1.0 / n for _, n, _ in rows]], axis=1)
+    w = (sc / np.array([c["measured_err"][j] for _, _, c in rows])) ** 2
+    y = np.array([c["measured_values"][j] for _, _, c in rows]) / sc
+    coef, *_ = np.linalg.lstsq(M * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)
+    return coef[0]
 
 
 @pytest.mark.parametrize("finite_n", ["shared", "linear"])
