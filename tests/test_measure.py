@@ -68,6 +68,21 @@ def test_flux_is_minus_slope_of_ensemble_average():
     assert m.window == window and m.n_realisations == 20 and m.N == 100
 
 
+def test_a_fraction_no_particle_changes_has_exactly_zero_flux_and_error():
+    """Far tails: a cumulative fraction that stays 0 or 1 in every realisation (no particle crosses u)
+    is measured as exactly 0 with exactly 0 error, so that comparisons leave the point out. (A slope
+    taken without removing the level gave C times the rounding of sum_t dt: a flux of ~1e-17 with an
+    error of ~1e-33, which dominated chi^2 with a weight of 1e66.)"""
+    run = synthetic_run(R=30, seed=4, times=np.linspace(100.0, 4146.7, 51))
+    run.cumulative[:, :, 0] = 0.0
+    run.cumulative[:, :, -1] = 1.0
+    for fold in (False, True):
+        m = measure_flux(run, (100.0, 4146.7), fold=fold, n_boot=50)
+        assert m.flux[0] == m.flux[-1] == 0.0
+        assert m.stderr[0] == m.stderr[-1] == 0.0
+        assert np.all(m.stderr[1:-1][run.u_grid[1:-1] != 0.0] > 0)  # (the folded flux is 0 at u = 0)
+
+
 def test_recovers_known_flux_despite_large_offsets():
     run = synthetic_run(R=400, offset=0.2, seed=5)
     m = measure_flux(run, (0.0, 100.0), n_boot=300)
