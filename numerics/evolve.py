@@ -527,7 +527,8 @@ def _initial_state(phi0, grid: VelocityGrid, normalise: bool, edge_warning: floa
     if np.any(phi < 0.0):
         i = int(np.argmin(phi))
         raise ValueError(f"phi0 must be >= 0 everywhere: its minimum is {phi[i]:.3g} at v = {grid.centres[i]:.6g}")
-    mass = float(np.sum(phi) * grid.dv)
+    with np.errstate(over="ignore"):  # an overflowing mass is refused just below, by name
+        mass = float(np.sum(phi) * grid.dv)
     if not (math.isfinite(mass) and mass > 0.0):
         raise ValueError(f"phi0 is not normalisable: its mass sum(phi0) dv = {mass!r} (must be finite and > 0)")
     peak = float(np.max(phi))

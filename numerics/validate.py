@@ -189,10 +189,7 @@ def _check_Ns(Ns, minimum: int = 1) -> tuple[int, ...]:
 
 def _check_R(R, Ns) -> dict[int, int]:
     if isinstance(R, Mapping):
-        missing = [n for n in Ns if n not in R]
-        if missing:
-            raise ValueError(f"R (a mapping N -> realisations) has no entry for N = {missing}")
-        values = {n: R[n] for n in Ns}
+        values = _per_N("R", R, Ns, what="realisations")
     elif isinstance(R, (int, np.integer)) and not isinstance(R, bool):
         values = {n: R for n in Ns}
     else:
@@ -720,12 +717,12 @@ def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float, np.
     return np.atleast_2d(cov), even_chi2, np.count_nonzero(slopes, axis=0)
 
 
-def _per_N(name: str, value, Ns) -> dict:
-    """One value for every N, or a mapping N -> value covering every N."""
+def _per_N(name: str, value, Ns, what: str | None = None) -> dict:
+    """One value for every N, or a mapping N -> value (``what``, default ``name``) covering every N."""
     if isinstance(value, Mapping):
         missing = [n for n in Ns if n not in value]
         if missing:
-            raise ValueError(f"{name} (a mapping N -> {name}) has no entry for N = {missing}")
+            raise ValueError(f"{name} (a mapping N -> {what or name}) has no entry for N = {missing}")
         return {n: value[n] for n in Ns}
     return {n: value for n in Ns}
 

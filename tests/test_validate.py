@@ -259,7 +259,7 @@ def test_flux_ensemble_rejects_bad_set_up_before_running():
         flux_ensemble(HMF(), df, (8, 8), 4, 20.0, 0.1, (5.0, 20.0), **kw)
     with pytest.raises(ValueError, match="Ns must hold integers N >= 2"):
         flux_ensemble(HMF(), df, (1, 8), 4, 20.0, 0.1, (5.0, 20.0), **kw)
-    with pytest.raises(ValueError, match=r"R \(a mapping"):
+    with pytest.raises(ValueError, match=r"R \(a mapping N -> realisations\) has no entry for N = \[16\]"):
         flux_ensemble(HMF(), df, (8, 16), {8: 4}, 20.0, 0.1, (5.0, 20.0), **kw)
     with pytest.raises(ValueError, match="R has 3 values"):
         flux_ensemble(HMF(), df, (8, 16), [4, 4, 4], 20.0, 0.1, (5.0, 20.0), **kw)
