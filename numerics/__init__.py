@@ -24,6 +24,7 @@ from numerics.models import (  # noqa: F401  (curated public surface)
     collective_indicator,
     critical_Q,
     dielectric,
+    statically_dressed,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "collective_indicator",
     "critical_Q",
     "dielectric",
+    "statically_dressed",
 ]

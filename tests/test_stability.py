@@ -32,7 +32,8 @@ from numerics.models import (
     Tabulated,
 )
 from numerics.models import Shifted
-from numerics.models.stability import Q, check_stable, collective_indicator, critical_Q, dielectric
+from numerics.models.stability import (Q, check_stable, collective_indicator, critical_Q, dielectric,
+                                       statically_dressed)
 
 
 def plasma_Z(zeta):
@@ -50,7 +51,7 @@ def qc_generalized_gaussian(n):
 
 # --- Q ------------------------------------------------------------------------------------------
 def test_public_surface():
-    for name in ("Q", "critical_Q", "dielectric", "check_stable", "collective_indicator"):
+    for name in ("Q", "critical_Q", "dielectric", "check_stable", "collective_indicator", "statically_dressed"):
         assert getattr(numerics, name) is getattr(numerics.models, name)
 
 
@@ -292,3 +293,39 @@ def test_collective_indicator_refuses_marginal_and_unstable_states_and_bad_kmax(
             collective_indicator(HMF(), df, kmax=bad)
     # no attractive harmonic: screening, the indicator is below 1
     assert collective_indicator(FourierPotential({1: -0.5}), df)["indicator"] < 1.0
+
+
+# --- static dressing (a heuristic) ----------------------------------------------------------------
+@pytest.mark.parametrize("q", [2.0, 8.8])
+@pytest.mark.parametrize("potential", [HMF(), RingModel(0.5), FourierPotential({1: 0.2, 2: 0.5, 3: -0.1})])
+def test_statically_dressed_divides_each_harmonic_by_its_static_eps(potential, q):
+    """For an even single-humped profile eps_k(0) = 1 - (U_k / U*) Q_c / Q (the PV of phi'/v is
+    k-independent), so each harmonic is U_k / (1 - (U_k/U*) Q_c/Q); repulsive harmonics are
+    screened (|eps| > 1); a shifted profile is dressed at omega = k vbar, to the same values."""
+    u = potential.coefficients(10)
+    n = 4.0
+    df = GeneralizedGaussian(n, sigma=math.sqrt(q * potential.attractive_max(10)))
+    x = qc_generalized_gaussian(n) / q
+    dressed = statically_dressed(potential, df, kmax=10)
+    assert isinstance(dressed, FourierPotential)
+    expected = np.array([0.0] + [u[k] / (1.0 - u[k] / u[1:].max() * x) for k in range(1, 11)])
+    np.testing.assert_allclose(dressed.coefficients(10), expected, rtol=1e-9, atol=1e-15)
+    screened = u[1:] < 0
+    assert np.all(np.abs(dressed.coefficients(10)[1:][screened]) < np.abs(u[1:][screened]))
+    np.testing.assert_allclose(statically_dressed(potential, Shifted(df, 0.37), kmax=10).coefficients(10),
+                               expected, rtol=1e-8, atol=1e-15)
+
+
+def test_statically_dressed_refuses_marginal_states_and_bad_kmax():
+    qc = qc_generalized_gaussian(4.0)
+    df = GeneralizedGaussian(4.0, sigma=math.sqrt(0.8 * qc * 0.5))
+    with pytest.raises(ValueError, match="Q <= Q_c"):
+        statically_dressed(HMF(), df)
+    df = GeneralizedGaussian(4.0, sigma=2.0)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="kmax"):
+            statically_dressed(HMF(), df, kmax=bad)
+    with pytest.raises(ValueError, match="no non-zero harmonic 1..2"):
+        statically_dressed(FourierPotential({3: 0.5}), df, kmax=2)
+    # only the harmonics up to kmax are kept
+    assert statically_dressed(RingModel(0.5), df, kmax=3).kmax_exact == 3

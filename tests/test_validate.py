@@ -897,17 +897,26 @@ def test_hot_limit_refuses_inputs_it_cannot_extrapolate(change, match):
 def test_hot_limit_example_on_the_stored_intercepts(tmp_path, capsys):
     """examples/hot_limit.py on the stored 1/N intercepts at Q = 2-4: its Q -> oo value at the
     predicted peak is the weighted line in Q_c/Q (numpy.polyfit) of the stored intercepts over the
-    stored bare predictions; the criterion is reported as computed; bad input is refused."""
+    stored bare predictions; the criterion is reported as computed; static dressing of the HMF is
+    (1 - Q_c/Q)^-4; bad input is refused."""
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location("hot_limit_example", root / "examples" / "hot_limit.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     stored = root / "examples" / "results"
     runs = [str(stored / f"flux_vs_nbody_Q{q}_inverse_N") for q in ("2", "2.5", "3", "4")]
-    assert module.main(["--out", str(tmp_path), *runs]) == 0
+    assert module.main(["--out", str(tmp_path), "--static-dressing", *runs]) == 0
     report = json.loads((tmp_path / "hot_limit.json").read_text())
     assert [r["Q"] for r in report["inputs"]] == [4.0, 3.0, 2.5, 2.0]
     assert report["Q_c"] == pytest.approx(0.457, abs=1e-3)
+    # static dressing of the one HMF harmonic: the quartic flux scales by exactly (1 - Q_c/Q)^-4
+    dressing = report["static_dressing"]
+    xs = np.array([report["Q_c"] / r["Q"] for r in dressing["per_Q"]])
+    np.testing.assert_allclose([r["static_ratio"] for r in dressing["per_Q"]], (1.0 - xs) ** -4, rtol=1e-9)
+    assert dressing["c_first_order"] == pytest.approx(4.0, abs=2e-3)  # Richardson leaves -20 x^2 = -1e-3
+    w = 1.0 / np.array([r["measured_err"] for r in dressing["per_Q"]])
+    (c_static,), *_ = np.linalg.lstsq((xs * w)[:, None], ((1.0 - xs) ** -4 - 1.0) * w, rcond=None)
+    assert dressing["c"] == pytest.approx(c_static, rel=1e-8)
     cs = [json.loads((Path(d) / "flux_vs_nbody.json").read_text())["comparisons"]["1/N intercept"] for d in runs]
     ref = np.array(cs[-1]["predicted"], dtype=float)  # Q = 4, the hottest
     j = int(np.argmax(np.abs(ref) * (np.array(cs[-1]["u"]) > 0)))

@@ -19,4 +19,5 @@ from numerics.models.stability import (  # noqa: F401
     collective_indicator,
     critical_Q,
     dielectric,
+    statically_dressed,
 )

@@ -35,12 +35,13 @@ import numpy as np
 from scipy import integrate
 
 from numerics.models.distributions import GeneralizedGaussian, Shifted, Tabulated, VelocityDistribution
-from numerics.models.potentials import Potential
+from numerics.models.potentials import FourierPotential, Potential
 
 #: total mass of the system (PHYSICS.md: M = 1 everywhere)
 TOTAL_MASS = 1.0
 
-__all__ = ["TOTAL_MASS", "Q", "critical_Q", "dielectric", "check_stable", "collective_indicator"]
+__all__ = ["TOTAL_MASS", "Q", "critical_Q", "dielectric", "check_stable", "collective_indicator",
+           "statically_dressed"]
 
 # quadrature tolerances for the principal values (absolute, in units of 1/sigma^2)
 _EPSABS = 1e-13
@@ -185,6 +186,42 @@ def collective_indicator(potential: Potential, df: VelocityDistribution, kmax: i
                          "at or beyond marginal stability (Q <= Q_c), where collective effects diverge and the "
                          "hot-limit theory does not apply")
     return {"k": k_star, "eps": eps, "indicator": abs(eps) ** -4, "omega": omega}
+
+
+def statically_dressed(potential: Potential, df: VelocityDistribution, kmax: int | None = None) -> FourierPotential:
+    """The potential with every harmonic dressed by its static dielectric function, a heuristic.
+
+    U_k -> U_k / |eps_k(k vbar)| for k = 1..kmax (vbar the mean velocity; for an even
+    single-humped phi, eps_k(0) = 1 - (U_k / U*) Q_c / Q, real). Putting it into the bare
+    operator estimates how much collective dressing at zero frequency would change the flux:
+    for one harmonic (HMF) the three-body flux, quartic in U, scales by exactly (1 - Q_c/Q)^-4
+    (what :func:`collective_indicator` reports). It is *not* a derived operator: the dressed
+    order-1/N^2 operator (dynamic eps_k(omega) at the resonances, and the g2 g2 sources the hot
+    limit drops) is not derived here, and ``examples/hot_limit.py --static-dressing`` compares
+    this estimate with the measured N -> oo excess (it fails for the ring model, README).
+
+    ``kmax``: harmonics kept (default: the potential's exact range, or 64).
+    Raises ValueError when Re eps_k <= 0 for some harmonic (at or beyond marginal stability).
+    """
+    if kmax is None:
+        kmax = potential.kmax_exact if potential.kmax_exact is not None else 64
+    elif isinstance(kmax, bool) or not isinstance(kmax, (int, np.integer)) or kmax < 1:
+        raise ValueError(f"kmax must be an integer >= 1 or None, got {kmax!r}")
+    kmax = int(kmax)
+    coefficients = np.asarray(potential.coefficients(kmax), dtype=float)
+    dressed = {}
+    for k in range(1, kmax + 1):
+        if coefficients[k] == 0.0:
+            continue
+        omega = k * float(df.mean)
+        eps = complex(dielectric(potential, df, k, omega, kmax=kmax))
+        if not eps.real > 1e-12:
+            raise ValueError(f"eps_{k}({omega:g}) = {eps.real:.3g}{eps.imag:+.3g}i has a real part <= 0: the state is "
+                             "at or beyond marginal stability (Q <= Q_c), where static dressing diverges")
+        dressed[k] = coefficients[k] / abs(eps)
+    if not dressed:
+        raise ValueError(f"the potential has no non-zero harmonic 1..{kmax} to dress")
+    return FourierPotential(dressed)
 
 
 # --------------------------------------------------------------------------------------------
