@@ -173,18 +173,10 @@ def collective_indicator(potential: Potential, df: VelocityDistribution, kmax: i
     Raises ValueError when Re eps <= 0 there (Q <= Q_c for a single-humped phi: at marginal
     stability the indicator diverges, beyond it the homogeneous state does not persist).
     """
-    if kmax is None:
-        kmax = potential.kmax_exact if potential.kmax_exact is not None else 64
-    elif isinstance(kmax, bool) or not isinstance(kmax, (int, np.integer)) or kmax < 1:
-        raise ValueError(f"kmax must be an integer >= 1 or None, got {kmax!r}")
-    coefficients = np.asarray(potential.coefficients(int(kmax)), dtype=float)
+    kmax = _kmax_or_range(potential, kmax)
+    coefficients = np.asarray(potential.coefficients(kmax), dtype=float)
     k_star = int(np.argmax(coefficients[1:])) + 1
-    omega = k_star * float(df.mean)
-    eps = complex(dielectric(potential, df, k_star, omega, kmax=int(kmax)))
-    if not eps.real > 1e-12:
-        raise ValueError(f"eps_{k_star}({omega:g}) = {eps.real:.3g}{eps.imag:+.3g}i has a real part <= 0: the state is "
-                         "at or beyond marginal stability (Q <= Q_c), where collective effects diverge and the "
-                         "hot-limit theory does not apply")
+    omega, eps = _static_eps(potential, df, k_star, kmax)
     return {"k": k_star, "eps": eps, "indicator": abs(eps) ** -4, "omega": omega}
 
 
@@ -203,22 +195,10 @@ def statically_dressed(potential: Potential, df: VelocityDistribution, kmax: int
     ``kmax``: harmonics kept (default: the potential's exact range, or 64).
     Raises ValueError when Re eps_k <= 0 for some harmonic (at or beyond marginal stability).
     """
-    if kmax is None:
-        kmax = potential.kmax_exact if potential.kmax_exact is not None else 64
-    elif isinstance(kmax, bool) or not isinstance(kmax, (int, np.integer)) or kmax < 1:
-        raise ValueError(f"kmax must be an integer >= 1 or None, got {kmax!r}")
-    kmax = int(kmax)
+    kmax = _kmax_or_range(potential, kmax)
     coefficients = np.asarray(potential.coefficients(kmax), dtype=float)
-    dressed = {}
-    for k in range(1, kmax + 1):
-        if coefficients[k] == 0.0:
-            continue
-        omega = k * float(df.mean)
-        eps = complex(dielectric(potential, df, k, omega, kmax=kmax))
-        if not eps.real > 1e-12:
-            raise ValueError(f"eps_{k}({omega:g}) = {eps.real:.3g}{eps.imag:+.3g}i has a real part <= 0: the state is "
-                             "at or beyond marginal stability (Q <= Q_c), where static dressing diverges")
-        dressed[k] = coefficients[k] / abs(eps)
+    dressed = {k: coefficients[k] / abs(_static_eps(potential, df, k, kmax)[1])
+               for k in range(1, kmax + 1) if coefficients[k] != 0.0}
     if not dressed:
         raise ValueError(f"the potential has no non-zero harmonic 1..{kmax} to dress")
     return FourierPotential(dressed)
@@ -227,6 +207,26 @@ def statically_dressed(potential: Potential, df: VelocityDistribution, kmax: int
 # --------------------------------------------------------------------------------------------
 # internals
 # --------------------------------------------------------------------------------------------
+def _kmax_or_range(potential: Potential, kmax) -> int:
+    """``kmax`` checked, or the potential's exact range (64 for an infinite series) when None."""
+    if kmax is None:
+        return potential.kmax_exact if potential.kmax_exact is not None else 64
+    if isinstance(kmax, bool) or not isinstance(kmax, (int, np.integer)) or kmax < 1:
+        raise ValueError(f"kmax must be an integer >= 1 or None, got {kmax!r}")
+    return int(kmax)
+
+
+def _static_eps(potential: Potential, df: VelocityDistribution, k: int, kmax: int) -> tuple[float, complex]:
+    """(omega, eps_k(omega)) at omega = k vbar; refused when Re eps <= 0 (Q <= Q_c for a single hump)."""
+    omega = k * float(df.mean)
+    eps = complex(dielectric(potential, df, k, omega, kmax=kmax))
+    if not eps.real > 1e-12:
+        raise ValueError(f"eps_{k}({omega:g}) = {eps.real:.3g}{eps.imag:+.3g}i has a real part <= 0: the state is "
+                         "at or beyond marginal stability (Q <= Q_c), where collective effects diverge and the "
+                         "hot-limit theory does not apply")
+    return omega, eps
+
+
 def _support(df: VelocityDistribution) -> tuple[float, float]:
     """A finite interval outside which phi (and phi') is negligible (< ~1e-20 of its peak)."""
     if isinstance(df, Tabulated):
