@@ -231,9 +231,9 @@ def _static_dressing(potential, kmax: int, n: float, entries: list, inputs: list
     grids = {float(e["args"]["Q"]): np.asarray(e["comparison"]["u"], dtype=float)
              for e in entries if e["comparison"] is not None}
 
-    def ratio(q: float, w=None) -> float:  # on the report's grid at q, or on w sigma
+    def ratio(q: float, u_over_sigma=None) -> float:  # on the report's grid at q, or on u_over_sigma * sigma
         df = hot_profile(potential, q, n, kmax=kmax)
-        u = grids[q] if w is None else w * df.sigma
+        u = grids[q] if u_over_sigma is None else u_over_sigma * df.sigma
         bare = predict_n2_flux(potential, df, u, kmax=kmax).n2_flux
         dressed = predict_n2_flux(statically_dressed(potential, df, kmax=kmax), df, u, kmax=kmax).n2_flux
         return float(np.dot(dressed, bare) / np.dot(bare, bare))
@@ -245,8 +245,8 @@ def _static_dressing(potential, kmax: int, n: float, entries: list, inputs: list
     w = 1.0 / np.array([r["measured_err"] for r in per_q]) ** 2
     # the first-order coefficient itself: (ratio - 1) / x at x = 0.01 and 0.005, Richardson-extrapolated
     hottest = inputs[0]["Q"]
-    w_grid = grids[hottest] / hot_profile(potential, hottest, n, kmax=kmax).sigma
-    slopes = [(ratio(Q_c / xx, w_grid) - 1.0) / xx for xx in (0.01, 0.005)]
+    hottest_grid = grids[hottest] / hot_profile(potential, hottest, n, kmax=kmax).sigma
+    slopes = [(ratio(Q_c / xx, hottest_grid) - 1.0) / xx for xx in (0.01, 0.005)]
     return {"description": "heuristic, not derived: the bare 1/N^2 operator with U_k -> U_k / |eps_k(k vbar)| "
                            "(numerics.statically_dressed) over the bare operator, least squares over the u grid; "
                            "c: 1 + c Q_c/Q through these ratios with the measured amplitudes' weights; c_first_order: "
