@@ -66,6 +66,11 @@ def parse_args(argv=None):
     p.add_argument("--save-runs", metavar="DIR", default=None,
                    help="also keep each N-body run as DIR/run_N{N}.npz (cumulative fractions per realisation and "
                         "snapshot), for re-measuring other windows with numerics.nbody.measure_flux")
+    p.add_argument("--from-runs", metavar="DIR", default=None,
+                   help="instead of simulating, measure the runs an earlier invocation with the same options kept "
+                        "with --save-runs DIR (checked against them: potential, force, profile, R, dt, t_end, seed); "
+                        "the report is the one that run wrote, plus what later versions record (e.g. the "
+                        "covariance across u)")
     p.add_argument("--combine", nargs="+", metavar="DIR[:N]", default=None,
                    help="instead of running N-body, load the measurements stored by earlier runs of this script "
                         "(same potential, Q, n, window and u grid; DIR:N takes only N from DIR): runs at one N with "
@@ -81,6 +86,8 @@ def parse_args(argv=None):
         args.R = args.R * len(args.Ns)
     if len(args.R) != len(args.Ns):
         p.error("--R needs one value or one per N")
+    if args.from_runs and (args.combine or args.save_runs):
+        p.error("--from-runs measures stored runs: it does not combine reports or save runs")
     if args.matched_windows and not args.combine:
         p.error("--matched-windows applies to --combine only (a new run has one --window for all N, or "
                 "--matched-fraction)")
@@ -100,15 +107,16 @@ def parse_args(argv=None):
 def load_measurements(args, u):
     """The measurements stored in --combine directories (flux_vs_nbody.json), as one ensemble, and
     the simulation seeds behind each N. The stored N^2 F and its one-sigma error give the 16 %/84 %
-    band back (symmetric); runs at the same N with different seeds are merged by
-    numerics.validate.merge_runs. A report written by --combine records per N its realisations,
+    band back (symmetric), and the covariance across u when the report stored one ("measured_cov",
+    written since the measurements carry it); runs at the same N with different seeds are merged by
+    numerics.validate.merge_runs (the covariance survives the merge only if every run has one). A report written by --combine records per N its realisations,
     seeds and window and can be combined again; one written before it did so is refused."""
     import json
 
     import numpy as np
 
     from numerics.nbody.measure import FluxMeasurement
-    from numerics.validate import FluxEnsemble, merge_runs
+    from numerics.validate import FluxEnsemble, json_floats, merge_runs
 
     same = ("potential", "softening", "kmax", "force", "Q", "n", "window", "u_points")
     if args.matched_windows:
@@ -153,9 +161,10 @@ def load_measurements(args, u):
                 raise SystemExit(f"--combine: {directory} has another u grid")
             m = np.asarray([np.nan if x is None else x for x in c["measured_values"]], dtype=float) / n**2
             e = np.asarray([np.nan if x is None else x for x in c["measured_err"]], dtype=float) / n**2
+            cov = None if c.get("measured_cov") is None else json_floats(c["measured_cov"]) / float(n) ** 4
             found.setdefault(n, []).append((
                 FluxMeasurement(u=u, flux=m, lower=m - e, upper=m + e, window=window,
-                                n_realisations=R, N=n, folded=True, fit_points=0),
+                                n_realisations=R, N=n, folded=True, fit_points=0, covariance=cov),
                 seeds, directory))
     measurements, seeds_at = [], {}
     for n in sorted(found):
@@ -176,13 +185,45 @@ def load_measurements(args, u):
     return FluxEnsemble.from_measurements(measurements), seeds_at
 
 
+def stored_runs(args, potential, df, sim_kmax, Ns, R, t_end) -> list:
+    """The runs kept by --save-runs in --from-runs, loaded and checked against this invocation's
+    options: a run made with other options would silently measure something else."""
+    import math
+
+    from numerics.nbody import load_result
+    from numerics.validate import derived_seed
+
+    runs = []
+    for n in Ns:
+        path = Path(args.from_runs) / f"run_N{n}.npz"
+        if not path.is_file():
+            raise SystemExit(f"--from-runs: {path} does not exist (runs are kept as DIR/run_N{{N}}.npz by --save-runs)")
+        run = load_result(path)
+        p = run.params
+        want = {"potential": potential.parameters(), "R": R[n], "seed": derived_seed(args.seed, n), "dt": args.dt,
+                "t_end": t_end[n] if isinstance(t_end, dict) else t_end}
+        if args.potential == "ring":  # the HMF has one harmonic: its force is always the harmonic sum
+            want["force"] = "harmonic" if sim_kmax else "direct"
+            if sim_kmax:
+                want["kmax"] = sim_kmax
+        for key, value in want.items():
+            same = (math.isclose(float(p[key]), float(value), rel_tol=1e-12) if key in ("dt", "t_end")
+                    else p[key] == value)
+            if not same:
+                raise SystemExit(f"--from-runs: {path} was run with {key} = {p[key]!r}, these options ask for {value!r}")
+        if p["df"] != df.parameters():
+            raise SystemExit(f"--from-runs: {path} has the profile {p['df']}, these options give {df.parameters()}")
+        runs.append(run)
+    return runs
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
     from numerics import HMF, RingModel
-    from numerics.validate import (compare, extrapolate_inverse_N, flux_ensemble, hot_profile, matched_windows,
-                                   plot_ensemble, predict_n2_flux, write_json)
+    from numerics.validate import (compare, ensemble_from_runs, extrapolate_inverse_N, flux_ensemble, hot_profile,
+                                   matched_windows, plot_ensemble, predict_n2_flux, write_json)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -218,11 +259,16 @@ def main(argv=None) -> int:
                   flush=True)
         else:
             window, t_end = tuple(args.window), args.t_end
-        ens = flux_ensemble(potential, df, Ns, R, t_end, args.dt, window, backend=args.backend,
-                            seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51, kmax=sim_kmax,
-                            save_dir=args.save_runs)
+        if args.from_runs:
+            ens = ensemble_from_runs(stored_runs(args, potential, df, sim_kmax, Ns, R, t_end), window)
+        else:
+            ens = flux_ensemble(potential, df, Ns, R, t_end, args.dt, window, backend=args.backend,
+                                seed=args.seed, u_grid=u, progress=not args.no_progress, n_snapshots=51,
+                                kmax=sim_kmax, save_dir=args.save_runs)
         seeds_at = {n: [args.seed] for n in Ns}
     t_nbody = time.perf_counter() - t0
+    if args.from_runs:  # the simulations' own wall time, not the seconds spent measuring them
+        t_nbody = float(sum(ens.wall_times))
     results = {}
     for i, n in enumerate(ens.Ns):
         c = compare(predicted, ens.measurements[i])

@@ -259,7 +259,8 @@ def _profile(c: dict, Q: float, sigma: float, N: int | None = None) -> dict:
     from numerics.validate import json_floats
 
     out = {"Q": Q, "sigma": sigma, "u": json_floats(c["u"]), "n2_flux": json_floats(c["measured_values"]),
-           "n2_err": json_floats(c["measured_err"]), "predicted": json_floats(c["predicted"])}
+           "n2_err": json_floats(c["measured_err"]), "predicted": json_floats(c["predicted"]),
+           "n2_cov": None if c.get("measured_cov") is None else json_floats(c["measured_cov"])}
     if N is not None:
         out["N"] = N
     return out

@@ -168,7 +168,8 @@ def run(args) -> int:
     snr = abs(m.flux[mpeak]) / max(m.stderr[mpeak], 1e-300)
     print(f"[measure] window t = {window}: measured N^2 F peak {n2 * m.flux[mpeak]:.3e} at u = {m.u[mpeak]:.3g} "
           f"(signal/noise {snr:.1f})")
-    print(f"[compare] measured/predicted = {cmp.ratio:.3f} +- {cmp.ratio_err:.3f}; chi2/dof = {cmp.chi2_dof:.2f} "
+    with_cov = "" if cmp.chi2_cov_dof is None else f", {cmp.chi2_cov_dof:.2f} with the covariance across u"
+    print(f"[compare] measured/predicted = {cmp.ratio:.3f} +- {cmp.ratio_err:.3f}; chi2/dof = {cmp.chi2_dof:.2f}{with_cov} "
           f"({cmp.dof} points; {cmp.chi2_scaled_dof:.2f} after the amplitude fit); sign agreement "
           f"{cmp.sign_agreement:.0%} of {cmp.n_sign_points} points with |F| >= 2 sigma")
     print("[compare] at N = 64 expect a ratio of about 0.65-0.85 (finite-N corrections, PHYSICS.md section 4); "

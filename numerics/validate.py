@@ -88,6 +88,7 @@ __all__ = [
     "Comparison",
     "QScaling",
     "flux_ensemble",
+    "ensemble_from_runs",
     "extrapolate_inverse_N",
     "HotLimitFit",
     "extrapolate_hot_limit",
@@ -459,7 +460,9 @@ class FluxEnsemble:
         nan = (float("nan"),) * K
         for name, default in (("Rs", tuple(m.n_realisations for m in self.measurements)), ("seeds", (None,) * K),
                               ("wall_times", nan), ("run_times", nan), ("particle_steps_per_s", nan),
-                              ("energy_errors", nan), ("covariances", (None,) * K), ("even_chi2_dof", nan),
+                              ("energy_errors", nan),
+                              ("covariances", tuple(getattr(m, "covariance", None) for m in self.measurements)),
+                              ("even_chi2_dof", nan),
                               ("supports", (None,) * K)):
             value = tuple(getattr(self, name)) or default
             if len(value) != K:
@@ -577,7 +580,8 @@ class FluxEnsemble:
             raise ValueError(f"this ensemble is already in units {self.units!r}")
         s = float(sigma)
         ms = tuple(replace(m, u=np.asarray(m.u) / s, flux=np.asarray(m.flux) / s, lower=np.asarray(m.lower) / s,
-                           upper=np.asarray(m.upper) / s, window=(m.window[0] * s, m.window[1] * s))
+                           upper=np.asarray(m.upper) / s, window=(m.window[0] * s, m.window[1] * s),
+                           covariance=None if m.covariance is None else np.asarray(m.covariance) / (s * s))
                    for m in self.measurements)
         covs = tuple(None if c is None else np.asarray(c) / (s * s) for c in self.covariances)
         params = dict(self.params)
@@ -641,7 +645,8 @@ def merge_runs(measurements: Sequence[FluxMeasurement], seeds: Sequence[int]) ->
     The merged flux is the mean over all realisations, sum_i R_i F_i / sum_i R_i, i.e. what one run
     with every realisation would have measured; its one-sigma error is sqrt(sum_i (R_i e_i)^2) /
     sum_i R_i with e_i each run's :attr:`FluxMeasurement.stderr`. The band returned is the
-    symmetric mean +- error (it is propagated, not bootstrapped: ``n_boot`` is 0).
+    symmetric mean +- error (it is propagated, not bootstrapped: ``n_boot`` is 0). The covariance
+    across u, sum_i (R_i / sum R)^2 C_i, is kept when every run carries one (else None).
 
     ``seeds``: the simulation seed of each run. Runs that share a seed share their realisations
     and are refused, as are runs that differ in N (or do not record it), u grid, window or folding.
@@ -679,15 +684,18 @@ def merge_runs(measurements: Sequence[FluxMeasurement], seeds: Sequence[int]) ->
     total = R.sum()
     flux = sum(r * np.asarray(m.flux, dtype=float) for r, m in zip(R, ms)) / total
     err = np.sqrt(sum((r * np.asarray(m.stderr, dtype=float)) ** 2 for r, m in zip(R, ms))) / total
+    covariance = None
+    if all(m.covariance is not None for m in ms):
+        covariance = sum((r / total) ** 2 * np.asarray(m.covariance, dtype=float) for r, m in zip(R, ms))
     return FluxMeasurement(u=u0, flux=flux, lower=flux - err, upper=flux + err, window=tuple(first.window),
                            n_realisations=int(total), N=first.N, folded=first.folded,
-                           fit_points=min(m.fit_points for m in ms), n_boot=0, seed=None)
+                           fit_points=min(m.fit_points for m in ms), n_boot=0, seed=None, covariance=covariance)
 
 
-def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float, np.ndarray]:
-    """Covariance across u of the (folded) mean flux, chi^2/dof of the even part against 0, support.
+def _slope_statistics(run, window, folded: bool) -> tuple[float, np.ndarray]:
+    """chi^2/dof of the even part of the per-realisation slopes against 0, and the support.
 
-    From the per-realisation slopes s_r(u) (the mean flux is their average): cov = Cov_r(s) / R.
+    (The covariance of the mean flux comes with the measurement, :func:`measure_flux`.)
     The even part e_r(u) = (s_r(u) + s_r(-u))/2 must average to 0 when the df is even; its
     chi^2/dof over the u > 0 with a non-zero spread uses the covariance of the mean across u
     (neighbouring u are strongly correlated) when it is invertible, else the diagonal (then only
@@ -713,8 +721,7 @@ def _slope_statistics(run, window, folded: bool) -> tuple[np.ndarray, float, np.
             even_chi2 = float(np.sum((mean[use] / se[use]) ** 2) if value is None else value) / n_use
     if folded:
         slopes = 0.5 * (slopes - slopes[:, ::-1])
-    cov = np.cov(slopes, rowvar=False, ddof=1) / R
-    return np.atleast_2d(cov), even_chi2, np.count_nonzero(slopes, axis=0)
+    return even_chi2, np.count_nonzero(slopes, axis=0)
 
 
 def _per_N(name: str, value, Ns, what: str | None = None) -> dict:
@@ -753,7 +760,7 @@ def flux_ensemble(potential, df, Ns, R, t_end, dt: float, window, *, backend: st
     save_dir: if given, each run is saved there as ``run_N{N}.npz`` for re-analysis.
     progress: the engine's progress bar plus one summary line per N (on stderr).
     """
-    from numerics.nbody import measure_flux, simulate
+    from numerics.nbody import simulate
     from numerics.nbody.engine import _check_positive
 
     Ns = _check_Ns(Ns)
@@ -775,7 +782,7 @@ def flux_ensemble(potential, df, Ns, R, t_end, dt: float, window, *, backend: st
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
 
-    measurements, seeds, walls, runs, rates, energy, covs, even, supports = [], [], [], [], [], [], [], [], []
+    rows = []
     for N in Ns:
         seed_N = derived_seed(seed, N)
         start = time.perf_counter()
@@ -785,27 +792,7 @@ def flux_ensemble(potential, df, Ns, R, t_end, dt: float, window, *, backend: st
         wall = time.perf_counter() - start
         if save_dir is not None:
             run.save(save_dir / f"run_N{N}.npz")
-        m = measure_flux(run, windows[N], fold=fold, n_boot=n_boot, seed=seed_N)
-        cov, even_chi2, support = _slope_statistics(run, windows[N], m.folded)
-        n_steps = int(run.params["n_steps"])
-        rate = N * Rs[N] * n_steps / run.wall_time if run.wall_time > 0 else float("nan")
-        err = float(np.nanmax(run.relative_energy_error))
-        measurements.append(m)
-        seeds.append(seed_N)
-        walls.append(wall)
-        runs.append(float(run.wall_time))
-        rates.append(rate)
-        energy.append(err)
-        covs.append(cov)
-        even.append(even_chi2)
-        supports.append(support)
-        if progress:
-            y, e = N * N * m.flux, N * N * m.stderr
-            idx = np.flatnonzero(_independent(u_grid, m.folded))
-            j = int(idx[np.argmax(np.abs(y[idx]))])
-            print(f"[flux_ensemble] N = {N}, R = {Rs[N]}: {wall:.1f} s ({rate:.3g} particle-steps/s), "
-                  f"max rel dE {err:.1e}; peak N^2 F = {y[j]:.4g} +- {e[j]:.2g} at u = {u_grid[j]:.3g}, "
-                  f"even part chi2/dof {even_chi2:.2f}", file=sys.stderr, flush=True)
+        rows.append(_measure_run(run, windows[N], fold=fold, n_boot=n_boot, wall=wall, progress=progress))
         del run
     params = {
         "potential": potential.parameters(), "df": df.parameters(), "sigma": float(df.sigma),
@@ -818,10 +805,69 @@ def flux_ensemble(potential, df, Ns, R, t_end, dt: float, window, *, backend: st
                    "derived_seed = SeedSequence([seed, N]).generate_state(2, uint32) packed to 63 bits",
         "u_grid": u_grid, "max_energy_error": max_energy_error,
     }
+    return _ensemble(rows, params)
+
+
+def _measure_run(run, window, *, fold, n_boot: int, wall: float, progress: bool) -> dict:
+    """One run's measurement and diagnostics, as :func:`flux_ensemble` records them per N (the
+    bootstrap seed is the run's own simulation seed, so a stored run re-measures identically)."""
+    from numerics.nbody import measure_flux
+
+    N, R = int(run.params["N"]), int(run.params["R"])
+    seed_N = int(run.params["seed"])
+    m = measure_flux(run, window, fold=fold, n_boot=n_boot, seed=seed_N)
+    even_chi2, support = _slope_statistics(run, window, m.folded)
+    n_steps = int(run.params["n_steps"])
+    rate = N * R * n_steps / run.wall_time if run.wall_time > 0 else float("nan")
+    err = float(np.nanmax(run.relative_energy_error))
+    if progress:
+        u_grid = np.asarray(run.u_grid, dtype=float)
+        y, e = N * N * m.flux, N * N * m.stderr
+        idx = np.flatnonzero(_independent(u_grid, m.folded))
+        j = int(idx[np.argmax(np.abs(y[idx]))])
+        print(f"[flux_ensemble] N = {N}, R = {R}: {wall:.1f} s ({rate:.3g} particle-steps/s), "
+              f"max rel dE {err:.1e}; peak N^2 F = {y[j]:.4g} +- {e[j]:.2g} at u = {u_grid[j]:.3g}, "
+              f"even part chi2/dof {even_chi2:.2f}", file=sys.stderr, flush=True)
+    return {"measurement": m, "R": R, "seed": seed_N, "wall": wall, "run_time": float(run.wall_time), "rate": rate,
+            "energy": err, "even": even_chi2, "support": support}
+
+
+def _ensemble(rows: list, params: dict) -> FluxEnsemble:
     return FluxEnsemble.from_measurements(
-        measurements, Rs=[Rs[n] for n in Ns], seeds=seeds, wall_times=walls, run_times=runs,
-        particle_steps_per_s=rates, energy_errors=energy, covariances=covs, even_chi2_dof=even, supports=supports,
-        params=params)
+        [r["measurement"] for r in rows], Rs=[r["R"] for r in rows], seeds=[r["seed"] for r in rows],
+        wall_times=[r["wall"] for r in rows], run_times=[r["run_time"] for r in rows],
+        particle_steps_per_s=[r["rate"] for r in rows], energy_errors=[r["energy"] for r in rows],
+        even_chi2_dof=[r["even"] for r in rows], supports=[r["support"] for r in rows], params=params)
+
+
+def ensemble_from_runs(runs, window, *, fold: bool | None = None, n_boot: int = 1000,
+                       progress: bool = False) -> FluxEnsemble:
+    """Measure stored N-body runs (``flux_ensemble(..., save_dir=...)``, ``bbgky nbody``) as
+    :func:`flux_ensemble` measures a fresh run: same measurement, bootstrap seed (the run's own
+    seed), covariance, diagnostics.
+
+    runs: :class:`numerics.nbody.NBodyResult` objects or paths of their NPZ files, one per N
+        (distinct N, one u grid).
+    window: (t0, t1), or a mapping N -> (t0, t1), inside every run's snapshots (>= 3 of them).
+    Wall times are the runs' own (``wall_time``): nothing is simulated here.
+    """
+    from numerics.nbody import load_result
+
+    loaded = [load_result(r) if isinstance(r, (str, Path)) else r for r in runs]
+    if not loaded:
+        raise ValueError("runs is empty: nothing to measure")
+    Ns = _check_Ns([int(r.params["N"]) for r in loaded])
+    windows = _per_N("window", window, Ns)
+    rows = []
+    for run in sorted(loaded, key=lambda r: int(r.params["N"])):
+        N = int(run.params["N"])
+        w = _check_window(windows[N], float(run.params["t_end"]), float(run.params["dt"]), int(run.params["n_snapshots"]))
+        rows.append(_measure_run(run, w, fold=fold, n_boot=n_boot, wall=float(run.wall_time), progress=progress))
+    first = loaded[0].params
+    params = {"potential": first["potential"], "df": first["df"], "sigma": float(first["df"].get("sigma", float("nan"))),
+              "window": _shared_or_per_N([list(windows[n]) for n in Ns]), "n_boot": int(n_boot),
+              "measured_from": "stored runs (numerics.validate.ensemble_from_runs)"}
+    return _ensemble(rows, params)
 
 
 # ============================================================================ 1/N extrapolation
@@ -975,6 +1021,20 @@ def _pointwise_fit(X: np.ndarray, y: np.ndarray, s: np.ndarray, supported: np.nd
     return coef, coef_cov, chi2, weights_a, ok
 
 
+def _propagated_covariance(weights: np.ndarray, covs) -> np.ndarray | None:
+    """Covariance across u of c(u) = sum_k weights[k, u] y_k(u) for independent profiles y_k
+    with covariances ``covs[k]`` (U, U): sum_k outer(weights[k], weights[k]) * covs[k].
+    None when any profile's covariance is unknown."""
+    covs = list(covs)
+    if any(c is None for c in covs):
+        return None
+    U = weights.shape[1]
+    out = np.zeros((U, U))
+    for k, c in enumerate(covs):
+        out += np.outer(weights[k], weights[k]) * np.asarray(c, dtype=float)
+    return out
+
+
 def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None, degree: int = 1) -> InverseNFit:
     """Fit N^2 F(u; N) = a(u) + b(u)/N at each u; a(u) is the N -> oo limit the 1/N^2 operator predicts.
 
@@ -1024,13 +1084,9 @@ def extrapolate_inverse_N(result, *, Ns: Sequence[int] | None = None, degree: in
     b_err = np.where(exact_zero, 0.0, np.sqrt(var_b))
     coef[:, exact_zero] = 0.0
 
-    a_cov = None
-    covs = [ens.covariances[i] for i in keep]
-    if all(c is not None for c in covs):
-        # Cov(a(u), a(u')) = sum_N c_N(u) c_N(u') N^4 Cov_N(u, u'), independent N
-        a_cov = np.zeros((U, U))
-        for k, n in enumerate(used):
-            a_cov += np.outer(weights_a[k], weights_a[k]) * float(n) ** 4 * np.asarray(covs[k])
+    # Cov(a(u), a(u')) = sum_N c_N(u) c_N(u') N^4 Cov_N(u, u'), independent N
+    a_cov = _propagated_covariance(weights_a, [None if ens.covariances[i] is None else
+                                               float(n) ** 4 * np.asarray(ens.covariances[i]) for i, n in zip(keep, used)])
     model = INVERSE_N_MODEL if degree == 1 else INVERSE_N_MODEL.replace(
         "a(u) + b(u)/N", "a(u) + b(u)/N + " + " + ".join(f"c{p}(u)/N^{p}" for p in range(2, P)))
     return InverseNFit(u=ens.u, a=a, a_err=a_err, b=b, b_err=b_err, cov_ab=cov_ab, chi2=chi2, dof=K - P,
@@ -1109,7 +1165,9 @@ def extrapolate_hot_limit(profiles: Sequence[Mapping], Q_c: float, *, finite_n: 
 
     profiles: one mapping per measurement, with keys ``Q``, ``sigma`` (the velocity dispersion of
         the profile at that Q), ``u`` (its grid), ``n2_flux`` and ``n2_err`` (N^2 F and its 1-sigma
-        error), ``predicted`` (the bare prediction of N^2 F on ``u``), and ``N`` when finite_n is set.
+        error), ``predicted`` (the bare prediction of N^2 F on ``u``), and ``N`` when finite_n is set;
+        optionally ``n2_cov``, the (U, U) covariance of ``n2_flux`` across u: when every profile
+        has one, the fit's ``a_cov`` (the covariance of A across u) is propagated from them.
     Q_c: the critical Q of the profile shape (the same at every Q).
     finite_n: how the profiles depend on N.
         None: each profile is an N -> oo intercept (e.g. an :class:`InverseNFit`'s ``a``), one per
@@ -1163,7 +1221,7 @@ def extrapolate_hot_limit(profiles: Sequence[Mapping], Q_c: float, *, finite_n: 
     if not np.any(shape_points):
         raise ValueError(f"the bare prediction at Q = {Qs[0]:g} vanishes on the whole grid")
     scales = {}
-    y, s = [], []
+    y, s, covs = [], [], []
     for (q, n), prof in zip(points, profiles):
         u = np.asarray(prof["u"], dtype=float)
         if u.shape != u_ref.shape or not np.allclose(u / float(prof["sigma"]), w_ref, rtol=1e-9, atol=1e-12):
@@ -1180,6 +1238,13 @@ def extrapolate_hot_limit(profiles: Sequence[Mapping], Q_c: float, *, finite_n: 
         scales[q] = scale
         y.append(np.asarray(prof["n2_flux"], dtype=float) / scale)
         s.append(np.asarray(prof["n2_err"], dtype=float) / abs(scale))
+        cov = prof.get("n2_cov")
+        if cov is not None:
+            cov = np.asarray(cov, dtype=float)
+            if cov.shape != (u_ref.size, u_ref.size):
+                raise ValueError(f"profiles at Q = {q:g}: n2_cov has shape {cov.shape}, the grid {u_ref.size} points")
+            cov = cov / scale**2
+        covs.append(cov)
     y, s = np.array(y), np.array(s)
     x = np.array([Q_c / q for q, _ in points])
     columns = [np.ones_like(x), x]
@@ -1193,7 +1258,7 @@ def extrapolate_hot_limit(profiles: Sequence[Mapping], Q_c: float, *, finite_n: 
         raise ValueError(f"the (Q, N) of the profiles {points} do not determine the {X.shape[1]} coefficients of "
                          f"{HOT_LIMIT_MODELS[finite_n]}")
     finite = np.all(np.isfinite(y), axis=0)
-    coef, coef_cov, chi2, _, ok = _pointwise_fit(X, np.where(finite, y, 0.0), s, finite)
+    coef, coef_cov, chi2, weights_a, ok = _pointwise_fit(X, np.where(finite, y, 0.0), s, finite)
     exact_zero = ~ok & np.all(y == 0, axis=0) & np.all(s == 0, axis=0)
     coef[:, exact_zero] = 0.0
     coef_err = np.sqrt(np.stack([coef_cov[i, i] for i in range(X.shape[1])]))
@@ -1202,7 +1267,9 @@ def extrapolate_hot_limit(profiles: Sequence[Mapping], Q_c: float, *, finite_n: 
     return HotLimitFit(u=u_ref, a=coef[0].copy(), a_err=a_err, b=coef[1].copy(), b_err=b_err, cov_ab=coef_cov[0, 1],
                        chi2=chi2, dof=len(points) - X.shape[1], valid=ok, Qs=Qs, Q_c=float(Q_c), Q_ref=Qs[0],
                        scales=np.array([scales[q] for q in Qs]), predicted=p_ref, folded=folded, points=tuple(points),
-                       finite_n=finite_n, coefficients=coef, coefficients_err=coef_err, model=HOT_LIMIT_MODELS[finite_n] + ", " + _HOT_LIMIT_NOTE)
+                       finite_n=finite_n, coefficients=coef, coefficients_err=coef_err,
+                       a_cov=_propagated_covariance(weights_a, covs),
+                       model=HOT_LIMIT_MODELS[finite_n] + ", " + _HOT_LIMIT_NOTE)
 
 
 # ============================================================================ comparison
@@ -1225,6 +1292,7 @@ class Comparison:
     chi2_cov: float | None
     measured_label: str
     units: str = "t"
+    measured_cov: np.ndarray | None = None
 
     @property
     def chi2_dof(self) -> float:
@@ -1278,6 +1346,8 @@ class Comparison:
         out.update(_jsonable({"convention": CONVENTION, "u": self.u, "predicted": self.predicted,
                               "measured_values": self.measured, "measured_err": self.measured_err,
                               "points": self.points}))
+        if self.measured_cov is not None:  # (U, U) covariance of measured_values, for re-analysis
+            out["measured_cov"] = _jsonable(np.asarray(self.measured_cov, dtype=float))
         return out
 
 
@@ -1299,8 +1369,9 @@ def _measured_profile(measured, N):
         n = measured.N if N is None else N
         if n is None:
             raise ValueError("measured (a FluxMeasurement) does not record N; pass N=... to compare N^2 F")
+        cov = None if measured.covariance is None else float(n) ** 4 * np.asarray(measured.covariance, float)
         return (np.asarray(measured.u, float), n * n * np.asarray(measured.flux, float),
-                n * n * np.asarray(measured.stderr, float), measured.folded, None, f"N = {n}", "t")
+                n * n * np.asarray(measured.stderr, float), measured.folded, cov, f"N = {n}", "t")
     raise TypeError(f"measured must be an InverseNFit, a HotLimitFit, a FluxMeasurement or a one-N FluxEnsemble, got "
                     f"{type(measured).__name__}")
 
@@ -1400,7 +1471,8 @@ def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = No
         chi2_cov = _chi2_with_covariance(mm - pp, np.asarray(cov, dtype=float)[np.ix_(idx, idx)])
     return Comparison(u=mu, predicted=p, measured=m, measured_err=err, points=idx, chi2=chi2, dof=int(idx.size),
                       ratio=ratio, ratio_err=ratio_err, chi2_scaled=chi2_scaled, sign_agreement=agree,
-                      n_sign_points=n_sign, chi2_cov=chi2_cov, measured_label=label, units=units)
+                      n_sign_points=n_sign, chi2_cov=chi2_cov, measured_label=label, units=units,
+                      measured_cov=None if cov is None else np.asarray(cov, dtype=float))
 
 
 def amplitude_ratio(numerator, numerator_err, denominator, denominator_err, *, points=None,

@@ -1030,3 +1030,168 @@ def test_hot_limit_joint_fit_refuses_what_it_cannot_fit(change, match):
         finite_n = None
     with pytest.raises(ValueError, match=match):
         extrapolate_hot_limit(profiles, Q_c, finite_n=finite_n)
+
+
+# ---------------------------------------------------------------- covariance across u, end to end
+def _correlated_cov(err: np.ndarray, rho: float = 0.7) -> np.ndarray:
+    """Covariance with the given diagonal and correlation rho^|i-j| (neighbours correlated)."""
+    i = np.arange(err.size)
+    return np.outer(err, err) * rho ** np.abs(i[:, None] - i[None, :])
+
+
+def test_measured_covariance_is_that_of_the_folded_slopes_and_survives_json(tiny, tmp_path):
+    """measure_flux's covariance is Cov_r(folded per-realisation slopes) / R, its diagonal the
+    bootstrap's variance to within the bootstrap's own scatter; stored runs re-measure to the same."""
+    from numerics.nbody import measure_flux, simulate
+    from numerics.nbody.measure import flux_slopes, fold_odd
+    from numerics.validate import ensemble_from_runs
+
+    df = GeneralizedGaussian(4, math.sqrt(2.0))
+    u = np.linspace(-3.0, 3.0, 21) * df.sigma
+    run = simulate(HMF(), df, 16, 64, 20.0, 0.1, backend="numpy", seed=3, n_snapshots=21, u_grid=u)
+    m = measure_flux(run, (5.0, 20.0), n_boot=4000, seed=1)
+    slopes, _ = flux_slopes(run.times, run.cumulative, (5.0, 20.0))
+    np.testing.assert_allclose(m.covariance, np.cov(fold_odd(slopes), rowvar=False) / 64, rtol=1e-12, atol=1e-30)
+    inner = np.abs(u) < 2.0 * df.sigma
+    inner &= u != 0
+    np.testing.assert_allclose(np.sqrt(np.diag(m.covariance))[inner], m.stderr[inner], rtol=0.15)
+    back = FluxMeasurement.from_dict(json.loads(json.dumps(m.to_dict())))
+    np.testing.assert_array_equal(back.covariance, m.covariance)
+    assert "covariance" not in FluxMeasurement.from_dict({**m.to_dict(), "covariance": None}).to_dict()
+    # the same run stored and re-measured: what flux_ensemble would have recorded
+    run.save(tmp_path / "run_N16.npz")
+    again = ensemble_from_runs([tmp_path / "run_N16.npz"], (5.0, 20.0), n_boot=200)
+    fresh = measure_flux(run, (5.0, 20.0), n_boot=200, seed=int(run.params["seed"]))
+    np.testing.assert_array_equal(again.measurements[0].flux, fresh.flux)
+    np.testing.assert_array_equal(again.measurements[0].upper, fresh.upper)
+    np.testing.assert_array_equal(again.covariances[0], fresh.covariance)
+    assert again.Ns == (16,) and again.seeds == (int(run.params["seed"]),) and again.wall_times[0] == run.wall_time
+    with pytest.raises(ValueError, match="window"):
+        ensemble_from_runs([tmp_path / "run_N16.npz"], (5.0, 40.0))
+    with pytest.raises(ValueError, match="empty"):
+        ensemble_from_runs([], (5.0, 20.0))
+
+
+def test_tiny_ensemble_carries_its_measurements_covariances(tiny):
+    for m, c in zip(tiny.measurements, tiny.covariances):
+        assert m.covariance is not None
+        np.testing.assert_array_equal(c, m.covariance)
+    r = tiny.rescaled(2.0)
+    np.testing.assert_allclose(r.measurements[1].covariance, tiny.measurements[1].covariance / 4.0)
+    np.testing.assert_allclose(r.covariances[1], tiny.covariances[1] / 4.0)
+
+
+def test_merge_runs_propagates_the_covariance_or_drops_it():
+    from dataclasses import replace as dc_replace
+
+    from numerics.validate import merge_runs
+
+    rng = np.random.default_rng(5)
+    slopes = truth_a(U) + 0.05 * rng.standard_normal((900, U.size))
+    parts = [dc_replace(p, covariance=np.cov(s, rowvar=False) / s.shape[0])
+             for p, s in zip(_runs_from_slopes(slopes, [200, 500]), np.split(slopes, [200, 500]))]
+    merged = merge_runs(parts, seeds=[1, 2, 3])
+    R = np.array([200.0, 300.0, 400.0])
+    expected = sum((r / 900.0) ** 2 * p.covariance for r, p in zip(R, parts))
+    np.testing.assert_allclose(merged.covariance, expected, rtol=1e-14)
+    # the diagonal is the merged error squared (the parts' bands are their textbook standard errors)
+    np.testing.assert_allclose(np.sqrt(np.diag(merged.covariance)), merged.stderr, rtol=1e-12)
+    assert merge_runs([parts[0], dc_replace(parts[1], covariance=None)], seeds=[1, 2]).covariance is None
+
+
+def test_compare_uses_a_measurements_covariance():
+    """chi2_cov = r^T C^-1 r over the compared points; with a diagonal C it is the plain chi^2."""
+    N = 64
+    err = 1e-6 * (1.0 + U**2)
+    rng = np.random.default_rng(9)
+    flux = truth_a(U) / N**2 + err * rng.standard_normal(U.size)
+    base = FluxMeasurement(u=U, flux=flux, lower=flux - err, upper=flux + err, window=(0.0, 1.0), n_realisations=500,
+                           N=N, folded=False, fit_points=10)
+    assert compare(truth_a(U), base).chi2_cov is None
+    from dataclasses import replace as dc_replace
+
+    diag = compare(truth_a(U), dc_replace(base, covariance=np.diag(err**2)))
+    assert math.isclose(diag.chi2_cov, diag.chi2, rel_tol=1e-10)
+    C = _correlated_cov(err)
+    c = compare(truth_a(U), dc_replace(base, covariance=C), points=np.arange(10, 30))
+    r = (N**2 * flux - truth_a(U))[10:30]
+    by_hand = float(r @ np.linalg.solve(N**4 * C[10:30, 10:30], r))
+    assert math.isclose(c.chi2_cov, by_hand, rel_tol=1e-9) and not math.isclose(c.chi2_cov, c.chi2, rel_tol=0.05)
+    stored = json.loads(json.dumps(c.to_dict()))
+    np.testing.assert_allclose(np.array(stored["measured_cov"]), N**4 * C, rtol=1e-12)
+    from scipy.stats import chi2 as chi2_law
+
+    assert math.isclose(c.p_value, chi2_law.sf(c.chi2_cov, 20), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("finite_n", [None, "shared"])
+def test_hot_limit_propagates_the_profiles_covariances(finite_n):
+    """A is linear in the profiles: its covariance across u is sum_p L_p C_p L_p^T, checked against
+    the derivative dA(u)/dy_p(u) taken by finite differences; diagonal inputs give a_err^2."""
+    from numerics.validate import extrapolate_hot_limit
+
+    Q_c = 0.45
+    profiles = _hot_profiles([2.0, 3.0, 4.0, 5.0], Q_c, 3.0, noise=1.0, seed=4, Ns=None if finite_n is None else [64, 128])
+    fit0 = extrapolate_hot_limit(profiles, Q_c, finite_n=finite_n)
+    assert fit0.a_cov is None  # no profile has a covariance
+    diag = [{**p, "n2_cov": np.diag(p["n2_err"] ** 2)} for p in profiles]
+    fit = extrapolate_hot_limit(diag, Q_c, finite_n=finite_n)
+    use = fit.valid
+    np.testing.assert_allclose(np.sqrt(np.diag(fit.a_cov))[use], fit.a_err[use], rtol=1e-10)
+    corr = [{**p, "n2_cov": _correlated_cov(p["n2_err"], 0.6)} for p in profiles]
+    fit = extrapolate_hot_limit(corr, Q_c, finite_n=finite_n)
+    # dA(u)/dy_p(u) by finite differences, then sum_p w_p(u) w_p(u') C_p(u, u')
+    weights = np.zeros((len(profiles), U.size))
+    for k, p in enumerate(profiles):
+        h = 1e-3 * np.max(np.abs(p["n2_flux"]))
+        bumped = [dict(q) for q in profiles]
+        bumped[k]["n2_flux"] = p["n2_flux"] + h
+        weights[k] = np.nan_to_num((extrapolate_hot_limit(bumped, Q_c, finite_n=finite_n).a - fit0.a) / h)
+    expected = sum(np.outer(w, w) * c["n2_cov"] for w, c in zip(weights, corr))
+    i = np.flatnonzero(use)
+    np.testing.assert_allclose(fit.a_cov[np.ix_(i, i)], expected[np.ix_(i, i)], rtol=1e-6,
+                               atol=1e-9 * np.max(np.abs(expected)))
+    assert compare(fit.predicted, fit).chi2_cov is not None
+    with pytest.raises(ValueError, match="n2_cov has shape"):
+        extrapolate_hot_limit([{**corr[0], "n2_cov": np.eye(3)}] + corr[1:], Q_c, finite_n=finite_n)
+
+
+def test_flux_vs_nbody_from_runs_remeasures_stored_runs_with_their_covariance(tmp_path, capsys):
+    """--save-runs keeps the runs; --from-runs with the same options measures them into the same
+    report (values and errors bit for bit) with the covariance across u stored, which --combine
+    carries into the 1/N intercept's covariance chi^2. Runs made with other options are refused."""
+    module, _ = _flux_vs_nbody_module()
+    argv = ["--Ns", "8", "16", "--R", "32", "--t-end", "40", "--window", "10", "40", "--backend", "numpy",
+            "--no-progress", "--u-points", "21", "--seed", "4"]
+    assert module.main(argv + ["--out", str(tmp_path / "run"), "--save-runs", str(tmp_path / "runs")]) == 0
+    assert module.main(argv + ["--out", str(tmp_path / "again"), "--from-runs", str(tmp_path / "runs")]) == 0
+    first = json.loads((tmp_path / "run" / "flux_vs_nbody.json").read_text())["comparisons"]
+    again = json.loads((tmp_path / "again" / "flux_vs_nbody.json").read_text())["comparisons"]
+    for label in ("N=8", "N=16"):
+        assert again[label]["measured_values"] == first[label]["measured_values"]
+        assert again[label]["measured_err"] == first[label]["measured_err"]
+        cov = np.asarray(again[label]["measured_cov"], dtype=float)
+        assert cov.shape == (21, 21) and again[label]["chi2_cov_dof"] is not None
+    assert again["1/N intercept"]["measured_cov"] is not None
+    combined = ["--u-points", "21", "--t-end", "40", "--window", "10", "40", "--out", str(tmp_path / "comb"),
+                "--combine", str(tmp_path / "again")]
+    assert module.main(combined) == 0
+    comb = json.loads((tmp_path / "comb" / "flux_vs_nbody.json").read_text())["comparisons"]
+    for label in ("N=8", "N=16"):
+        assert comb[label]["chi2_cov_dof"] == pytest.approx(again[label]["chi2_cov_dof"], rel=1e-9)
+    assert comb["1/N intercept"]["chi2_cov_dof"] is not None  # (the stored report does not keep the supports)
+    for bad, match in ((["--seed", "5"], "seed"), (["--R", "16"], "R = 32"), (["--Q", "5"], "profile"),
+                       (["--Ns", "8", "32"], "does not exist")):
+        changed = list(argv)
+        for flag in ("--seed", "--R", "--Q", "--Ns"):
+            if bad[0] == flag and flag in changed:
+                i = changed.index(flag)
+                end = i + 1
+                while end < len(changed) and not changed[end].startswith("--"):
+                    end += 1
+                del changed[i:end]
+        with pytest.raises(SystemExit, match=match):
+            module.main(changed + bad + ["--out", str(tmp_path / "bad"), "--from-runs", str(tmp_path / "runs")])
+    with pytest.raises(SystemExit):
+        module.parse_args(argv + ["--from-runs", "x", "--save-runs", "y"])
+    capsys.readouterr()

@@ -12,7 +12,10 @@ in time of the realisation-averaged C over a window [t0, t1] (early enough that 
 changed, late enough that the initial transients are over). A linear fit is linear in the data,
 so this equals the average of the per-realisation slopes, which is what the bootstrap resamples.
 For an even phi, F is odd in u and is folded, F(u) -> (F(u) - F(-u))/2, halving the noise.
-Error bars: percentile bootstrap over realisations, 16% / 84% quantiles.
+Error bars: percentile bootstrap over realisations, 16% / 84% quantiles. Neighbouring u are
+strongly correlated (adjacent points 0.5-0.9 in the stored ring-model runs: a particle that
+crosses one grid value often crosses the next), so every measurement also carries the covariance
+of its mean flux across u, Cov_r(slope_r) / R, which a chi^2 of the whole profile must use.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ class FluxMeasurement:
     ``window``: the (t0, t1) fit window; ``fit_points``: snapshots inside it;
     ``n_realisations``: R; ``N``: particles per realisation (None if the run does not say);
     ``folded``: whether F was antisymmetrised (even DF).
+    ``covariance``: (U, U) covariance across u of ``flux`` (None when unknown, e.g. rebuilt from
+    a band alone); its diagonal is the squared one-sigma error, close to ``stderr``**2.
     """
 
     u: np.ndarray
@@ -56,6 +61,7 @@ class FluxMeasurement:
     n_boot: int = 0
     seed: int | None = None
     sign_convention: str = field(default="F(u) = -d/dt fraction(v < u); positive = particles move up in v")
+    covariance: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def stderr(self) -> np.ndarray:
@@ -63,8 +69,8 @@ class FluxMeasurement:
         return 0.5 * (self.upper - self.lower)
 
     def to_dict(self) -> dict:
-        """JSON-ready dictionary (lists and plain numbers)."""
-        return {
+        """JSON-ready dictionary (lists and plain numbers; ``covariance`` only when known)."""
+        out = {
             "u": np.asarray(self.u, dtype=float).tolist(),
             "flux": np.asarray(self.flux, dtype=float).tolist(),
             "lower": np.asarray(self.lower, dtype=float).tolist(),
@@ -80,6 +86,9 @@ class FluxMeasurement:
             "quantiles": [0.16, 0.84],
             "sign_convention": self.sign_convention,
         }
+        if self.covariance is not None:
+            out["covariance"] = np.asarray(self.covariance, dtype=float).tolist()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "FluxMeasurement":
@@ -96,6 +105,7 @@ class FluxMeasurement:
             fit_points=int(data["fit_points"]),
             n_boot=int(data.get("n_boot", 0)),
             seed=data.get("seed"),
+            covariance=None if data.get("covariance") is None else np.asarray(data["covariance"], dtype=float),
         )
 
 
@@ -204,6 +214,8 @@ def measure_flux(result, window, *, fold: bool | None = None, n_boot: int = 1000
     symmetric about 0.
     ``n_boot``, ``seed``: bootstrap over realisations (resampled with replacement,
     ``numpy.random.default_rng(seed)``); lower/upper are the 16%/84% quantiles.
+    The covariance of the mean flux across u is Cov_r(per-realisation slopes) / R (folded
+    like the flux), the sample estimate the bootstrap converges to.
     """
     u = np.asarray(result.u_grid, dtype=float)
     cumulative = np.asarray(result.cumulative, dtype=float)
@@ -229,6 +241,7 @@ def measure_flux(result, window, *, fold: bool | None = None, n_boot: int = 1000
     flux = per_real.mean(axis=0)
     if do_fold:
         flux = fold_odd(flux)
+    covariance = np.atleast_2d(np.cov(fold_odd(per_real) if do_fold else per_real, rowvar=False, ddof=1)) / n_real
 
     rng = np.random.default_rng(seed)
     boot = np.empty((int(n_boot), u.size))
@@ -257,6 +270,7 @@ def measure_flux(result, window, *, fold: bool | None = None, n_boot: int = 1000
         fit_points=int(np.count_nonzero(mask)),
         n_boot=int(n_boot),
         seed=seed,
+        covariance=covariance,
     )
 
 
