@@ -936,6 +936,7 @@ def test_hot_limit_example_on_the_stored_intercepts(tmp_path, capsys):
         comparison, criterion = analysis["comparison"], analysis["criterion"]
         assert comparison["n_points"] == criterion["points"] == 20
         assert criterion["met"] == (criterion["chi2_dof"] <= 2 and criterion["snr_at_predicted_peak"] >= 5)
+        assert criterion["chi2_cov_dof"] is None and criterion["statistic"].startswith("diagonal")
     assert report["analyses"]["joint_linear"]["D_test"]["n_points"] == 20
     assert report["amplitude_fit"]["a_err"] > 0 and (tmp_path / "hot_limit.png").stat().st_size > 1000
     r = np.array([c["ratio_measured_over_predicted"] for c in cs])
@@ -1194,4 +1195,35 @@ def test_flux_vs_nbody_from_runs_remeasures_stored_runs_with_their_covariance(tm
             module.main(changed + bad + ["--out", str(tmp_path / "bad"), "--from-runs", str(tmp_path / "runs")])
     with pytest.raises(SystemExit):
         module.parse_args(argv + ["--from-runs", "x", "--save-runs", "y"])
+    capsys.readouterr()
+
+
+def test_hot_limit_example_judges_by_the_covariance_chi2_when_every_input_has_one(tmp_path, capsys):
+    """With a covariance stored in every input report the criterion uses the covariance chi^2 of
+    A; a diagonal covariance equal to the squared errors gives back exactly the diagonal chi^2,
+    and a correlated one changes it."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("hot_limit_example", root / "examples" / "hot_limit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stored = root / "examples" / "results"
+    runs = []
+    for rho in (0.0, 0.6):
+        for q in ("3", "4"):
+            data = json.loads((stored / f"flux_vs_nbody_Q{q}_inverse_N" / "flux_vs_nbody.json").read_text())
+            for c in data["comparisons"].values():
+                err = np.nan_to_num(np.array([np.nan if x is None else x for x in c["measured_err"]], dtype=float))
+                c["measured_cov"] = _correlated_cov(err, rho).tolist() if rho else np.diag(err**2).tolist()
+            d = tmp_path / f"rho{rho}" / f"Q{q}"
+            d.mkdir(parents=True)
+            (d / "flux_vs_nbody.json").write_text(json.dumps(data))
+        assert module.main(["--out", str(tmp_path / f"out{rho}"), str(tmp_path / f"rho{rho}" / "Q3"),
+                            str(tmp_path / f"rho{rho}" / "Q4")]) == 0
+        crit = json.loads((tmp_path / f"out{rho}" / "hot_limit.json").read_text())["analyses"]["sequential"]["criterion"]
+        assert crit["statistic"] == "covariance"
+        if rho:
+            assert not crit["chi2_cov_dof"] == pytest.approx(crit["chi2_dof"], rel=0.05)
+        else:
+            assert crit["chi2_cov_dof"] == pytest.approx(crit["chi2_dof"], rel=1e-9)
+        assert crit["met"] == (crit["chi2_cov_dof"] <= 2 and crit["snr_at_predicted_peak"] >= 5)
     capsys.readouterr()
