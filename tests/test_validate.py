@@ -1207,7 +1207,6 @@ def test_hot_limit_example_judges_by_the_covariance_chi2_when_every_input_has_on
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     stored = root / "examples" / "results"
-    runs = []
     for rho in (0.0, 0.6):
         for q in ("3", "4"):
             data = json.loads((stored / f"flux_vs_nbody_Q{q}_inverse_N" / "flux_vs_nbody.json").read_text())
