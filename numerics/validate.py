@@ -1293,6 +1293,9 @@ class Comparison:
     measured_label: str
     units: str = "t"
     measured_cov: np.ndarray | None = None
+    ratio_cov: float | None = None
+    ratio_cov_err: float | None = None
+    chi2_cov_scaled: float | None = None
 
     @property
     def chi2_dof(self) -> float:
@@ -1305,6 +1308,10 @@ class Comparison:
     @property
     def chi2_cov_dof(self) -> float | None:
         return None if self.chi2_cov is None or self.dof <= 0 else self.chi2_cov / self.dof
+
+    @property
+    def chi2_cov_scaled_dof(self) -> float | None:
+        return None if self.chi2_cov_scaled is None or self.dof <= 1 else self.chi2_cov_scaled / (self.dof - 1)
 
     @property
     def p_value(self) -> float:
@@ -1329,16 +1336,20 @@ class Comparison:
             "peak_snr": self.peak_snr,
             "chi2_cov_dof": self.chi2_cov_dof, "p_value": self.p_value, "ratio_measured_over_predicted": self.ratio,
             "ratio_err": self.ratio_err, "chi2_dof_after_ratio": self.chi2_scaled_dof,
+            "ratio_cov": self.ratio_cov, "ratio_cov_err": self.ratio_cov_err,
+            "chi2_cov_dof_after_ratio": self.chi2_cov_scaled_dof,
             "sign_agreement": self.sign_agreement, "n_sign_points": self.n_sign_points, "units": self.units,
         })
 
     def __str__(self) -> str:
         cov = "" if self.chi2_cov is None else f" (with covariance {self.chi2_cov_dof:.3g})"
+        gls = "" if self.ratio_cov is None else (f"; with the covariance {self.ratio_cov:.3g} +- {self.ratio_cov_err:.2g} "
+                                                 f"(then chi2/dof = {self.chi2_cov_scaled_dof:.3g})")
         signs = (f"signs agree at {self.sign_agreement:.0%} of the {self.n_sign_points} points with S/N >= 2"
                  if self.n_sign_points else "no point has S/N >= 2 (sign agreement undefined)")
         return (f"{self.measured_label}: chi2/dof = {self.chi2_dof:.3g}{cov} over {self.dof} points; "
                 f"measured/predicted = {self.ratio:.3g} +- {self.ratio_err:.2g} (then chi2/dof = "
-                f"{self.chi2_scaled_dof:.3g}); {signs}; S/N at the predicted peak {self.peak_snr['predicted']:.3g}, "
+                f"{self.chi2_scaled_dof:.3g}){gls}; {signs}; S/N at the predicted peak {self.peak_snr['predicted']:.3g}, "
                 f"at the measured peak {self.peak_snr['measured']:.3g}")
 
     def to_dict(self) -> dict:
@@ -1411,6 +1422,24 @@ def _chi2_with_covariance(r: np.ndarray, cov: np.ndarray, rcond: float = 1e-8) -
     return value if math.isfinite(value) and value >= 0 else None
 
 
+def _gls_scale(m: np.ndarray, p: np.ndarray, cov: np.ndarray, rcond: float = 1e-8):
+    """Generalised least squares m = A p with covariance ``cov``: (A, its 1-sigma error, chi^2 after
+    the fit), or None when ``cov`` is not usable (see :func:`_chi2_with_covariance`)."""
+    base = _chi2_with_covariance(m, cov, rcond)  # the same usability test
+    if base is None:
+        return None
+    d = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(d, d)
+    pz, mz = p / d, m / d
+    cp = np.linalg.solve(corr, pz)
+    spp = float(pz @ cp)
+    if not spp > 0:
+        return None
+    A = float(cp @ mz) / spp
+    chi2 = _chi2_with_covariance(m - A * p, cov, rcond)
+    return A, 1.0 / math.sqrt(spp), chi2
+
+
 def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = None) -> Comparison:
     """chi^2, amplitude ratio and sign agreement between a predicted and a measured N^2 F.
 
@@ -1430,7 +1459,10 @@ def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = No
         chi2_scaled the chi^2 after that fit (dof - 1);
       sign_agreement = fraction of the points with |m|/sigma >= 2 where sign(p) == sign(m)
         (NaN if there is none; n_sign_points says how many);
-      chi2_cov = (m - p)^T C^-1 (m - p) with the measured covariance C when it is known.
+      chi2_cov = (m - p)^T C^-1 (m - p) with the measured covariance C when it is known, and then
+        also ratio_cov, ratio_cov_err, chi2_cov_scaled: the amplitude by generalised least squares
+        (with C; neighbouring points are correlated, so the weighted fit's error above, which takes
+        them independent, can be too small or too large) and the chi^2 after it (dof - 1).
     """
     mu, m, err, folded, cov, label, units = _measured_profile(measured, N)
     mu = np.asarray(mu, dtype=float)
@@ -1466,13 +1498,17 @@ def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = No
     strong = np.abs(mm) / ee >= 2.0
     n_sign = int(np.count_nonzero(strong))
     agree = float(np.mean(np.sign(mm[strong]) == np.sign(pp[strong]))) if n_sign else float("nan")
-    chi2_cov = None
+    chi2_cov = gls = None
     if cov is not None:
-        chi2_cov = _chi2_with_covariance(mm - pp, np.asarray(cov, dtype=float)[np.ix_(idx, idx)])
+        sub = np.asarray(cov, dtype=float)[np.ix_(idx, idx)]
+        chi2_cov = _chi2_with_covariance(mm - pp, sub)
+        gls = _gls_scale(mm, pp, sub) if chi2_cov is not None else None
     return Comparison(u=mu, predicted=p, measured=m, measured_err=err, points=idx, chi2=chi2, dof=int(idx.size),
                       ratio=ratio, ratio_err=ratio_err, chi2_scaled=chi2_scaled, sign_agreement=agree,
                       n_sign_points=n_sign, chi2_cov=chi2_cov, measured_label=label, units=units,
-                      measured_cov=None if cov is None else np.asarray(cov, dtype=float))
+                      measured_cov=None if cov is None else np.asarray(cov, dtype=float),
+                      ratio_cov=None if gls is None else gls[0], ratio_cov_err=None if gls is None else gls[1],
+                      chi2_cov_scaled=None if gls is None else gls[2])
 
 
 def amplitude_ratio(numerator, numerator_err, denominator, denominator_err, *, points=None,

@@ -1113,11 +1113,23 @@ def test_compare_uses_a_measurements_covariance():
 
     diag = compare(truth_a(U), dc_replace(base, covariance=np.diag(err**2)))
     assert math.isclose(diag.chi2_cov, diag.chi2, rel_tol=1e-10)
+    # generalised least squares with a diagonal covariance is the weighted fit
+    assert math.isclose(diag.ratio_cov, diag.ratio, rel_tol=1e-10)
+    assert math.isclose(diag.ratio_cov_err, diag.ratio_err, rel_tol=1e-10)
+    assert math.isclose(diag.chi2_cov_scaled, diag.chi2_scaled, rel_tol=1e-9)
     C = _correlated_cov(err)
     c = compare(truth_a(U), dc_replace(base, covariance=C), points=np.arange(10, 30))
     r = (N**2 * flux - truth_a(U))[10:30]
     by_hand = float(r @ np.linalg.solve(N**4 * C[10:30, 10:30], r))
     assert math.isclose(c.chi2_cov, by_hand, rel_tol=1e-9) and not math.isclose(c.chi2_cov, c.chi2, rel_tol=0.05)
+    p = truth_a(U)[10:30]
+    Ci = np.linalg.inv(N**4 * C[10:30, 10:30])
+    m = (N**2 * flux)[10:30]
+    A = float(p @ Ci @ m) / float(p @ Ci @ p)
+    assert math.isclose(c.ratio_cov, A, rel_tol=1e-9)
+    assert math.isclose(c.ratio_cov_err, 1.0 / math.sqrt(float(p @ Ci @ p)), rel_tol=1e-9)
+    assert math.isclose(c.chi2_cov_scaled, float((m - A * p) @ Ci @ (m - A * p)), rel_tol=1e-8)
+    assert "with the covariance" in str(c) and c.summary()["chi2_cov_dof_after_ratio"] == c.chi2_cov_scaled / 19
     stored = json.loads(json.dumps(c.to_dict()))
     np.testing.assert_allclose(np.array(stored["measured_cov"]), N**4 * C, rtol=1e-12)
     from scipy.stats import chi2 as chi2_law
