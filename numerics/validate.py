@@ -61,9 +61,10 @@ Error bars and correlations
 ---------------------------
 Bootstrap half widths are per point. Neighbouring u are strongly correlated (the cumulative
 fractions share particles), so a chi^2 summed over u with diagonal errors still has mean
-"number of points" but a wider spread than a chi^2 law; :class:`FluxEnsemble` therefore also keeps
-the covariance of the mean flux across u (from the per-realisation slopes), propagated to the
-intercept and used by :func:`compare` for a second, covariance-based chi^2. For a folded (odd)
+"number of points" but a wider spread than a chi^2 law; every measurement therefore carries the
+covariance of its mean flux across u (``FluxMeasurement.covariance``, from the per-realisation
+slopes), which :func:`merge_runs`, :class:`FluxEnsemble`, the 1/N and hot-limit fits propagate and
+:func:`compare` uses for a second, covariance-based chi^2 and a generalised least-squares amplitude. For a folded (odd)
 profile only the points u > 0 are independent; u <= 0 are mirror images and are left out of
 every chi^2, amplitude and sign count.
 """
