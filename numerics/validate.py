@@ -1405,10 +1405,11 @@ def _select_points(points, n: int) -> np.ndarray:
     return mask
 
 
-def _chi2_with_covariance(r: np.ndarray, cov: np.ndarray, rcond: float = 1e-8) -> float | None:
-    """r^T C^-1 r, or None when C is not usable (non-finite, or singular: a sample covariance from
-    R realisations has rank <= R - 1, so it needs R well above the number of points; its inverse
-    is then biased high by about (R - 1)/(R - p - 2), negligible for R >> p)."""
+def _usable_correlation(cov: np.ndarray, rcond: float = 1e-8):
+    """(standard deviations d, correlation matrix) of ``cov``, or None when it is not usable:
+    non-finite, a zero variance, or singular (a sample covariance from R realisations has rank
+    <= R - 1, so it needs R well above the number of points; its inverse is then biased high by
+    about (R - 1)/(R - p - 2), negligible for R >> p)."""
     if not np.all(np.isfinite(cov)):
         return None
     d = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -1418,6 +1419,15 @@ def _chi2_with_covariance(r: np.ndarray, cov: np.ndarray, rcond: float = 1e-8) -
     eig = np.linalg.eigvalsh(corr)
     if eig[0] <= rcond * eig[-1]:
         return None
+    return d, corr
+
+
+def _chi2_with_covariance(r: np.ndarray, cov: np.ndarray, rcond: float = 1e-8) -> float | None:
+    """r^T C^-1 r, or None when C is not usable (:func:`_usable_correlation`)."""
+    usable = _usable_correlation(cov, rcond)
+    if usable is None:
+        return None
+    d, corr = usable
     z = r / d
     value = float(z @ np.linalg.solve(corr, z))
     return value if math.isfinite(value) and value >= 0 else None
@@ -1425,20 +1435,19 @@ def _chi2_with_covariance(r: np.ndarray, cov: np.ndarray, rcond: float = 1e-8) -
 
 def _gls_scale(m: np.ndarray, p: np.ndarray, cov: np.ndarray, rcond: float = 1e-8):
     """Generalised least squares m = A p with covariance ``cov``: (A, its 1-sigma error, chi^2 after
-    the fit), or None when ``cov`` is not usable (see :func:`_chi2_with_covariance`)."""
-    base = _chi2_with_covariance(m, cov, rcond)  # the same usability test
-    if base is None:
+    the fit), or None when ``cov`` is not usable (:func:`_usable_correlation`)."""
+    usable = _usable_correlation(cov, rcond)
+    if usable is None:
         return None
-    d = np.sqrt(np.diag(cov))
-    corr = cov / np.outer(d, d)
+    d, corr = usable
     pz, mz = p / d, m / d
     cp = np.linalg.solve(corr, pz)
     spp = float(pz @ cp)
     if not spp > 0:
         return None
     A = float(cp @ mz) / spp
-    chi2 = _chi2_with_covariance(m - A * p, cov, rcond)
-    return A, 1.0 / math.sqrt(spp), chi2
+    rz = mz - A * pz
+    return A, 1.0 / math.sqrt(spp), float(rz @ np.linalg.solve(corr, rz))
 
 
 def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = None) -> Comparison:
@@ -1503,7 +1512,7 @@ def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = No
     if cov is not None:
         sub = np.asarray(cov, dtype=float)[np.ix_(idx, idx)]
         chi2_cov = _chi2_with_covariance(mm - pp, sub)
-        gls = _gls_scale(mm, pp, sub) if chi2_cov is not None else None
+        gls = _gls_scale(mm, pp, sub)
     return Comparison(u=mu, predicted=p, measured=m, measured_err=err, points=idx, chi2=chi2, dof=int(idx.size),
                       ratio=ratio, ratio_err=ratio_err, chi2_scaled=chi2_scaled, sign_agreement=agree,
                       n_sign_points=n_sign, chi2_cov=chi2_cov, measured_label=label, units=units,
