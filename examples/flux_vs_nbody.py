@@ -107,9 +107,10 @@ def parse_args(argv=None):
 def load_measurements(args, u):
     """The measurements stored in --combine directories (flux_vs_nbody.json), as one ensemble, and
     the simulation seeds behind each N. The stored N^2 F and its one-sigma error give the 16 %/84 %
-    band back (symmetric), and the covariance across u when the report stored one ("measured_cov",
-    written since the measurements carry it); runs at the same N with different seeds are merged by
-    numerics.validate.merge_runs (the covariance survives the merge only if every run has one). A report written by --combine records per N its realisations,
+    band back (symmetric), the covariance across u when the report stored one ("measured_cov",
+    written since the measurements carry it) and the support, the realisations with a non-zero slope
+    at each u ("measured_support", likewise); runs at the same N with different seeds are merged by
+    numerics.validate.merge_runs (covariance and support survive the merge only if every run has them). A report written by --combine records per N its realisations,
     seeds and window and can be combined again; one written before it did so is refused."""
     import json
 
@@ -162,9 +163,11 @@ def load_measurements(args, u):
             m = np.asarray([np.nan if x is None else x for x in c["measured_values"]], dtype=float) / n**2
             e = np.asarray([np.nan if x is None else x for x in c["measured_err"]], dtype=float) / n**2
             cov = None if c.get("measured_cov") is None else json_floats(c["measured_cov"]) / float(n) ** 4
+            support = None if c.get("measured_support") is None else np.asarray(c["measured_support"], dtype=int)
             found.setdefault(n, []).append((
                 FluxMeasurement(u=u, flux=m, lower=m - e, upper=m + e, window=window,
-                                n_realisations=R, N=n, folded=True, fit_points=0, covariance=cov),
+                                n_realisations=R, N=n, folded=True, fit_points=0, covariance=cov,
+                                support=support),
                 seeds, directory))
     measurements, seeds_at = [], {}
     for n in sorted(found):

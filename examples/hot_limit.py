@@ -263,10 +263,18 @@ def _static_dressing(potential, kmax: int, n: float, entries: list, inputs: list
 
 
 def _profile(c: dict, Q: float, sigma: float, N: int | None = None) -> dict:
-    from numerics.validate import json_floats
+    """A stored comparison as a profile for the hot-limit fits; points too few realisations support
+    (when the report stored its support) get a NaN error and are left out, as compare leaves them out."""
+    import numpy as np
 
-    out = {"Q": Q, "sigma": sigma, "u": json_floats(c["u"]), "n2_flux": json_floats(c["measured_values"]),
-           "n2_err": json_floats(c["measured_err"]), "predicted": json_floats(c["predicted"]),
+    from numerics.validate import json_floats, supported_mask
+
+    u = json_floats(c["u"])
+    err = json_floats(c["measured_err"])
+    if c.get("measured_support") is not None:
+        err = np.where(supported_mask(c["measured_support"], int(c["n_realisations"]), u.size), err, np.nan)
+    out = {"Q": Q, "sigma": sigma, "u": u, "n2_flux": json_floats(c["measured_values"]),
+           "n2_err": err, "predicted": json_floats(c["predicted"]),
            "n2_cov": None if c.get("measured_cov") is None else json_floats(c["measured_cov"])}
     if N is not None:
         out["N"] = N

@@ -97,6 +97,8 @@ __all__ = [
     "json_floats",
     "compare",
     "merge_runs",
+    "MIN_SUPPORT",
+    "supported_mask",
     "weighted_line_fit",
     "PredictedFlux",
     "hot_profile",
@@ -121,6 +123,14 @@ MIN_SUPPORT = 30
 
 def _support_threshold(R: int) -> int:
     return max(2, min(MIN_SUPPORT, int(R) // 2))
+
+
+def supported_mask(support, R: int, size: int) -> np.ndarray:
+    """(U,) bool: at least min(MIN_SUPPORT, R // 2) of the R realisations have a non-zero slope at u
+    (``support``, e.g. :attr:`FluxMeasurement.support`; all ``size`` points True when it is None)."""
+    if support is None:
+        return np.ones(size, dtype=bool)
+    return np.asarray(support) >= _support_threshold(R)
 
 INVERSE_N_MODEL = ("N^2 F(u; N) = a(u) + b(u)/N, weighted least squares over N at each u "
                    "(weights 1/sigma^2, sigma = N^2 x bootstrap half width); a(u) = N -> oo intercept")
@@ -464,7 +474,7 @@ class FluxEnsemble:
                               ("energy_errors", nan),
                               ("covariances", tuple(getattr(m, "covariance", None) for m in self.measurements)),
                               ("even_chi2_dof", nan),
-                              ("supports", (None,) * K)):
+                              ("supports", tuple(getattr(m, "support", None) for m in self.measurements))):
             value = tuple(getattr(self, name)) or default
             if len(value) != K:
                 raise ValueError(f"{name} has {len(value)} entries, Ns has {K}")
@@ -551,8 +561,7 @@ class FluxEnsemble:
     def supported(self) -> np.ndarray:
         """(len(Ns), U) bool: at least min(MIN_SUPPORT, R // 2) realisations have a non-zero slope
         there (all True where the support is not known)."""
-        return np.array([np.ones(self.u.size, dtype=bool) if sup is None else np.asarray(sup) >= _support_threshold(R)
-                         for sup, R in zip(self.supports, self.Rs)])
+        return np.array([supported_mask(sup, R, self.u.size) for sup, R in zip(self.supports, self.Rs)])
 
     def measurement(self, N: int) -> FluxMeasurement:
         if N not in self.Ns:
@@ -647,7 +656,8 @@ def merge_runs(measurements: Sequence[FluxMeasurement], seeds: Sequence[int]) ->
     with every realisation would have measured; its one-sigma error is sqrt(sum_i (R_i e_i)^2) /
     sum_i R_i with e_i each run's :attr:`FluxMeasurement.stderr`. The band returned is the
     symmetric mean +- error (it is propagated, not bootstrapped: ``n_boot`` is 0). The covariance
-    across u, sum_i (R_i / sum R)^2 C_i, is kept when every run carries one (else None).
+    across u, sum_i (R_i / sum R)^2 C_i, is kept when every run carries one, and the support (realisations
+    with a non-zero slope at u), sum_i S_i, when every run records it (else None).
 
     ``seeds``: the simulation seed of each run. Runs that share a seed share their realisations
     and are refused, as are runs that differ in N (or do not record it), u grid, window or folding.
@@ -688,22 +698,25 @@ def merge_runs(measurements: Sequence[FluxMeasurement], seeds: Sequence[int]) ->
     covariance = None
     if all(m.covariance is not None for m in ms):
         covariance = sum((r / total) ** 2 * np.asarray(m.covariance, dtype=float) for r, m in zip(R, ms))
+    support = None
+    if all(m.support is not None for m in ms):
+        support = sum(np.asarray(m.support, dtype=int) for m in ms)
     return FluxMeasurement(u=u0, flux=flux, lower=flux - err, upper=flux + err, window=tuple(first.window),
                            n_realisations=int(total), N=first.N, folded=first.folded,
-                           fit_points=min(m.fit_points for m in ms), n_boot=0, seed=None, covariance=covariance)
+                           fit_points=min(m.fit_points for m in ms), n_boot=0, seed=None, covariance=covariance,
+                           support=support)
 
 
-def _slope_statistics(run, window, folded: bool) -> tuple[float, np.ndarray]:
-    """chi^2/dof of the even part of the per-realisation slopes against 0, and the support.
+def _even_part_chi2(run, window) -> float:
+    """chi^2/dof of the even part of the per-realisation slopes against 0.
 
-    (The covariance of the mean flux comes with the measurement, :func:`measure_flux`.)
+    (The covariance of the mean flux and the support come with the measurement, :func:`measure_flux`.)
     The even part e_r(u) = (s_r(u) + s_r(-u))/2 must average to 0 when the df is even; its
     chi^2/dof over the u > 0 with a non-zero spread uses the covariance of the mean across u
     (neighbouring u are strongly correlated) when it is invertible, else the diagonal (then only
     its mean is 1, its spread is wider than a chi^2 law's). Only points where >= MIN_SUPPORT
     (or R // 2 when R is small)
-    realisations have a non-zero even part enter. Support: per u, the number of realisations
-    whose (folded) slope is non-zero.
+    realisations have a non-zero even part enter.
     """
     slopes, _ = flux_slopes(run.times, run.cumulative, window)
     R = slopes.shape[0]
@@ -720,9 +733,7 @@ def _slope_statistics(run, window, folded: bool) -> tuple[float, np.ndarray]:
             if R > 2 * n_use + 2:
                 value = _chi2_with_covariance(mean[use], np.atleast_2d(np.cov(even[:, use], rowvar=False) / R))
             even_chi2 = float(np.sum((mean[use] / se[use]) ** 2) if value is None else value) / n_use
-    if folded:
-        slopes = 0.5 * (slopes - slopes[:, ::-1])
-    return even_chi2, np.count_nonzero(slopes, axis=0)
+    return even_chi2
 
 
 def _per_N(name: str, value, Ns, what: str | None = None) -> dict:
@@ -817,7 +828,7 @@ def _measure_run(run, window, *, fold, n_boot: int, wall: float, progress: bool)
     N, R = int(run.params["N"]), int(run.params["R"])
     seed_N = int(run.params["seed"])
     m = measure_flux(run, window, fold=fold, n_boot=n_boot, seed=seed_N)
-    even_chi2, support = _slope_statistics(run, window, m.folded)
+    even_chi2 = _even_part_chi2(run, window)
     n_steps = int(run.params["n_steps"])
     rate = N * R * n_steps / run.wall_time if run.wall_time > 0 else float("nan")
     err = float(np.nanmax(run.relative_energy_error))
@@ -830,7 +841,7 @@ def _measure_run(run, window, *, fold, n_boot: int, wall: float, progress: bool)
               f"max rel dE {err:.1e}; peak N^2 F = {y[j]:.4g} +- {e[j]:.2g} at u = {u_grid[j]:.3g}, "
               f"even part chi2/dof {even_chi2:.2f}", file=sys.stderr, flush=True)
     return {"measurement": m, "R": R, "seed": seed_N, "wall": wall, "run_time": float(run.wall_time), "rate": rate,
-            "energy": err, "even": even_chi2, "support": support}
+            "energy": err, "even": even_chi2}
 
 
 def _ensemble(rows: list, params: dict) -> FluxEnsemble:
@@ -838,7 +849,7 @@ def _ensemble(rows: list, params: dict) -> FluxEnsemble:
         [r["measurement"] for r in rows], Rs=[r["R"] for r in rows], seeds=[r["seed"] for r in rows],
         wall_times=[r["wall"] for r in rows], run_times=[r["run_time"] for r in rows],
         particle_steps_per_s=[r["rate"] for r in rows], energy_errors=[r["energy"] for r in rows],
-        even_chi2_dof=[r["even"] for r in rows], supports=[r["support"] for r in rows], params=params)
+        even_chi2_dof=[r["even"] for r in rows], params=params)
 
 
 def ensemble_from_runs(runs, window, *, fold: bool | None = None, n_boot: int = 1000,
@@ -1294,6 +1305,7 @@ class Comparison:
     measured_label: str
     units: str = "t"
     measured_cov: np.ndarray | None = None
+    measured_support: np.ndarray | None = None
     ratio_cov: float | None = None
     ratio_cov_err: float | None = None
     chi2_cov_scaled: float | None = None
@@ -1360,30 +1372,34 @@ class Comparison:
                               "points": self.points}))
         if self.measured_cov is not None:  # (U, U) covariance of measured_values, for re-analysis
             out["measured_cov"] = _jsonable(np.asarray(self.measured_cov, dtype=float))
+        if self.measured_support is not None:  # (U,) realisations with a non-zero slope at u
+            out["measured_support"] = _jsonable(np.asarray(self.measured_support, dtype=int))
         return out
 
 
 def _measured_profile(measured, N):
-    """(u, N^2 F, error, folded, covariance or None, label, units) of what ``compare`` compares to."""
+    """(u, N^2 F, error, folded, covariance or None, support or None, supported, label, units) of what
+    ``compare`` compares to; ``supported`` (U,) is False where too few realisations support a point
+    (:data:`MIN_SUPPORT`): such points are not compared."""
     if isinstance(measured, _LineFit):
-        return (measured.u, measured.a, measured.a_err, measured.folded, measured.a_cov, measured.label,
-                measured.units)
+        return (measured.u, measured.a, measured.a_err, measured.folded, measured.a_cov, None,
+                np.ones(np.size(measured.u), dtype=bool), measured.label, measured.units)
     if isinstance(measured, FluxEnsemble):
         if len(measured.Ns) != 1:
             raise ValueError(f"measured is an ensemble of {len(measured.Ns)} values of N {measured.Ns}: pass "
                              "extrapolate_inverse_N(result) or result.measurement(N)")
         n = measured.Ns[0]
-        err = np.where(measured.supported[0], measured.n2_err[0], np.nan)  # too few realisations: not compared
-        return (measured.u, measured.n2_flux[0], err, measured.folded,
+        return (measured.u, measured.n2_flux[0], measured.n2_err[0], measured.folded,
                 None if measured.covariances[0] is None else n**4 * np.asarray(measured.covariances[0]),
-                f"N = {n}", measured.units)
+                measured.supports[0], measured.supported[0], f"N = {n}", measured.units)
     if isinstance(measured, FluxMeasurement):
         n = measured.N if N is None else N
         if n is None:
             raise ValueError("measured (a FluxMeasurement) does not record N; pass N=... to compare N^2 F")
         cov = None if measured.covariance is None else float(n) ** 4 * np.asarray(measured.covariance, float)
-        return (np.asarray(measured.u, float), n * n * np.asarray(measured.flux, float),
-                n * n * np.asarray(measured.stderr, float), measured.folded, cov, f"N = {n}", "t")
+        u = np.asarray(measured.u, float)
+        return (u, n * n * np.asarray(measured.flux, float), n * n * np.asarray(measured.stderr, float), measured.folded,
+                cov, measured.support, supported_mask(measured.support, measured.n_realisations, u.size), f"N = {n}", "t")
     raise TypeError(f"measured must be an InverseNFit, a HotLimitFit, a FluxMeasurement or a one-N FluxEnsemble, got "
                     f"{type(measured).__name__}")
 
@@ -1462,8 +1478,9 @@ def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = No
     points: optional boolean mask or indices restricting the points compared.
     u: optional grid of ``predicted_flux``, checked against the measured grid.
 
-    Always excluded: points with a zero or non-finite error, and u <= 0 of a folded (odd)
-    profile (mirror images of u > 0). Returned (:class:`Comparison`):
+    Always excluded: points with a zero or non-finite error, points that fewer than
+    min(:data:`MIN_SUPPORT`, R // 2) realisations support (when the measurement records its support),
+    and u <= 0 of a folded (odd) profile (mirror images of u > 0). Returned (:class:`Comparison`):
       chi2 = sum ((m - p)/sigma)^2 with dof = number of points (no free parameter);
       ratio = best-fit A in m = A p (weighted least squares), ratio_err its 1-sigma error,
         chi2_scaled the chi^2 after that fit (dof - 1);
@@ -1474,7 +1491,7 @@ def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = No
         (with C; neighbouring points are correlated, so the weighted fit's error above, which takes
         them independent, can be too small or too large) and the chi^2 after it (dof - 1).
     """
-    mu, m, err, folded, cov, label, units = _measured_profile(measured, N)
+    mu, m, err, folded, cov, support, supported, label, units = _measured_profile(measured, N)
     mu = np.asarray(mu, dtype=float)
     if callable(predicted_flux):
         p = np.asarray(predicted_flux(mu), dtype=float)
@@ -1488,14 +1505,16 @@ def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = No
         if ug.shape != mu.shape or not np.allclose(ug, mu, rtol=1e-9, atol=1e-12):
             raise ValueError(f"u (the predicted flux's grid, {ug.size} points) does not match the measured grid "
                              f"({mu.size} points, {mu[0]:g}..{mu[-1]:g})")
-    use = _select_points(points, mu.size) & _independent(mu, folded) & np.isfinite(m) & np.isfinite(err) & (err > 0)
+    use = (_select_points(points, mu.size) & _independent(mu, folded) & supported & np.isfinite(m) & np.isfinite(err)
+           & (err > 0))
     bad = np.flatnonzero(use & ~np.isfinite(p))
     if bad.size:
         raise ValueError(f"predicted_flux is not finite at {bad.size} compared point(s), e.g. u = {mu[bad[0]]:g}")
     idx = np.flatnonzero(use)
     if idx.size == 0:
-        raise ValueError("no point to compare: every selected point has a zero or non-finite error "
-                         "(or lies at u <= 0 of a folded profile)")
+        raise ValueError("no point to compare: every selected point has a zero or non-finite error, too few "
+                         f"realisations supporting it (< min({MIN_SUPPORT}, R // 2)), or lies at u <= 0 of a folded "
+                         "profile")
     mm, pp, ee = m[idx], p[idx], err[idx]
     chi2 = float(np.sum(((mm - pp) / ee) ** 2))
     spp = float(np.sum(pp * pp / ee**2))
@@ -1517,6 +1536,7 @@ def compare(predicted_flux, measured, *, points=None, u=None, N: int | None = No
                       ratio=ratio, ratio_err=ratio_err, chi2_scaled=chi2_scaled, sign_agreement=agree,
                       n_sign_points=n_sign, chi2_cov=chi2_cov, measured_label=label, units=units,
                       measured_cov=None if cov is None else np.asarray(cov, dtype=float),
+                      measured_support=None if support is None else np.asarray(support, dtype=int),
                       ratio_cov=None if gls is None else gls[0], ratio_cov_err=None if gls is None else gls[1],
                       chi2_cov_scaled=None if gls is None else gls[2])
 

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,15 @@ def test_points_seen_by_few_realisations_are_left_out():
     assert c.dof == U.size - 5
     single = FluxEnsemble.from_measurements([thin.measurements[0]], Rs=[100], supports=[support])
     assert compare(truth_a(U), single).dof == U.size - 5
+    # the same support carried by the measurement itself: one mechanism for ensembles and measurements
+    m = replace(thin.measurements[0], n_realisations=100, support=support)
+    c = compare(truth_a(U), m)
+    assert c.dof == U.size - 5 and not np.isin(np.arange(U.size - 5, U.size), c.points).any()
+    np.testing.assert_array_equal(c.to_dict()["measured_support"], support)
+    assert np.isfinite(c.measured_err[-5:]).all()  # stored whole; the selection is in points
+    assert FluxEnsemble.from_measurements([m]).supports[0] is support
+    with pytest.raises(ValueError, match="too few realisations"):
+        compare(truth_a(U), replace(m, support=np.zeros(U.size, dtype=int)))
 
 
 def test_folded_profile_uses_independent_points_only():
@@ -1053,6 +1063,8 @@ def test_measured_covariance_is_that_of_the_folded_slopes_and_survives_json(tiny
     m = measure_flux(run, (5.0, 20.0), n_boot=4000, seed=1)
     slopes, _ = flux_slopes(run.times, run.cumulative, (5.0, 20.0))
     np.testing.assert_allclose(m.covariance, np.cov(fold_odd(slopes), rowvar=False) / 64, rtol=1e-12, atol=1e-30)
+    np.testing.assert_array_equal(m.support, np.count_nonzero(fold_odd(slopes), axis=0))
+    assert m.support[u.size // 2] == 0 and m.support.max() <= 64  # F(0) of a folded profile is 0 by symmetry
     inner = np.abs(u) < 2.0 * df.sigma
     inner &= u != 0
     np.testing.assert_allclose(np.sqrt(np.diag(m.covariance))[inner], m.stderr[inner], rtol=0.15)
@@ -1066,6 +1078,7 @@ def test_measured_covariance_is_that_of_the_folded_slopes_and_survives_json(tiny
     np.testing.assert_array_equal(again.measurements[0].flux, fresh.flux)
     np.testing.assert_array_equal(again.measurements[0].upper, fresh.upper)
     np.testing.assert_array_equal(again.covariances[0], fresh.covariance)
+    np.testing.assert_array_equal(again.supports[0], fresh.support)
     assert again.Ns == (16,) and again.seeds == (int(run.params["seed"]),) and again.wall_times[0] == run.wall_time
     with pytest.raises(ValueError, match="window"):
         ensemble_from_runs([tmp_path / "run_N16.npz"], (5.0, 40.0))
@@ -1098,6 +1111,21 @@ def test_merge_runs_propagates_the_covariance_or_drops_it():
     # the diagonal is the merged error squared (the parts' bands are their textbook standard errors)
     np.testing.assert_allclose(np.sqrt(np.diag(merged.covariance)), merged.stderr, rtol=1e-12)
     assert merge_runs([parts[0], dc_replace(parts[1], covariance=None)], seeds=[1, 2]).covariance is None
+
+
+def test_merge_runs_adds_the_supports_or_drops_them():
+    from numerics.validate import merge_runs
+
+    rng = np.random.default_rng(6)
+    slopes = truth_a(U) + 0.05 * rng.standard_normal((900, U.size))
+    supports = [rng.integers(0, r + 1, U.size) for r in (200, 300, 400)]
+    parts = [replace(p, support=sup) for p, sup in zip(_runs_from_slopes(slopes, [200, 500]), supports)]
+    merged = merge_runs(parts, seeds=[1, 2, 3])
+    np.testing.assert_array_equal(merged.support, supports[0] + supports[1] + supports[2])
+    assert merge_runs([parts[0], replace(parts[1], support=None)], seeds=[1, 2]).support is None
+    back = FluxMeasurement.from_dict(json.loads(json.dumps(merged.to_dict())))
+    np.testing.assert_array_equal(back.support, merged.support)
+    assert "support" not in replace(merged, support=None).to_dict()
 
 
 def test_compare_uses_a_measurements_covariance():
@@ -1192,7 +1220,11 @@ def test_flux_vs_nbody_from_runs_remeasures_stored_runs_with_their_covariance(tm
     comb = json.loads((tmp_path / "comb" / "flux_vs_nbody.json").read_text())["comparisons"]
     for label in ("N=8", "N=16"):
         assert comb[label]["chi2_cov_dof"] == pytest.approx(again[label]["chi2_cov_dof"], rel=1e-9)
-    assert comb["1/N intercept"]["chi2_cov_dof"] is not None  # (the stored report does not keep the supports)
+        assert comb[label]["measured_support"] == again[label]["measured_support"]
+    # the stored supports leave the same thin tail points out of the recombined intercept
+    assert comb["1/N intercept"]["points"] == again["1/N intercept"]["points"]
+    assert len(comb["1/N intercept"]["points"]) < 10  # (10 points at u > 0; the far tail is too thin at R = 32)
+    assert comb["1/N intercept"]["chi2_cov_dof"] == pytest.approx(again["1/N intercept"]["chi2_cov_dof"], rel=1e-9)
     for bad, match in ((["--seed", "5"], "seed"), (["--R", "16"], "R = 32"), (["--Q", "5"], "profile"),
                        (["--Ns", "8", "32"], "does not exist")):
         changed = list(argv)
@@ -1238,3 +1270,19 @@ def test_hot_limit_example_judges_by_the_covariance_chi2_when_every_input_has_on
             assert crit["chi2_cov_dof"] == pytest.approx(crit["chi2_dof"], rel=1e-9)
         assert crit["met"] == (crit["chi2_cov_dof"] <= 2 and crit["snr_at_predicted_peak"] >= 5)
     capsys.readouterr()
+
+
+def test_hot_limit_example_leaves_out_the_points_a_stored_support_does_not_carry():
+    """A stored per-N comparison that records its support enters the hot-limit fits without the
+    thin tail points, as compare leaves them out; one without a support enters whole."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("hot_limit_example", root / "examples" / "hot_limit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    u = np.linspace(-3.0, 3.0, 7)
+    c = {"u": u.tolist(), "measured_values": (0.1 * u).tolist(), "measured_err": [0.01] * 7,
+         "predicted": (0.1 * u).tolist(), "n_realisations": 100}
+    whole = module._profile(c, 4.0, 1.0, N=64)
+    assert np.isfinite(whole["n2_err"]).all()
+    thin = module._profile({**c, "measured_support": [3, 40, 80, 0, 80, 40, 3]}, 4.0, 1.0, N=64)
+    np.testing.assert_array_equal(np.isfinite(thin["n2_err"]), [False, True, True, False, True, True, False])

@@ -47,6 +47,9 @@ class FluxMeasurement:
     ``folded``: whether F was antisymmetrised (even DF).
     ``covariance``: (U, U) covariance across u of ``flux`` (None when unknown, e.g. rebuilt from
     a band alone); its diagonal is the squared one-sigma error, close to ``stderr``**2.
+    ``support``: (U,) how many realisations have a non-zero (folded) flux slope at each u (None when
+    unknown). In the far tails only a handful of realisations see a particle cross u; there the
+    bootstrap error is not a Gaussian one-sigma error (``numerics.validate.MIN_SUPPORT``).
     """
 
     u: np.ndarray
@@ -62,6 +65,7 @@ class FluxMeasurement:
     seed: int | None = None
     sign_convention: str = field(default="F(u) = -d/dt fraction(v < u); positive = particles move up in v")
     covariance: np.ndarray | None = field(default=None, repr=False)
+    support: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def stderr(self) -> np.ndarray:
@@ -69,7 +73,7 @@ class FluxMeasurement:
         return 0.5 * (self.upper - self.lower)
 
     def to_dict(self) -> dict:
-        """JSON-ready dictionary (lists and plain numbers; ``covariance`` only when known)."""
+        """JSON-ready dictionary (lists and plain numbers; ``covariance`` and ``support`` only when known)."""
         out = {
             "u": np.asarray(self.u, dtype=float).tolist(),
             "flux": np.asarray(self.flux, dtype=float).tolist(),
@@ -88,6 +92,8 @@ class FluxMeasurement:
         }
         if self.covariance is not None:
             out["covariance"] = np.asarray(self.covariance, dtype=float).tolist()
+        if self.support is not None:
+            out["support"] = np.asarray(self.support, dtype=int).tolist()
         return out
 
     @classmethod
@@ -106,6 +112,7 @@ class FluxMeasurement:
             n_boot=int(data.get("n_boot", 0)),
             seed=data.get("seed"),
             covariance=None if data.get("covariance") is None else np.asarray(data["covariance"], dtype=float),
+            support=None if data.get("support") is None else np.asarray(data["support"], dtype=int),
         )
 
 
@@ -215,7 +222,8 @@ def measure_flux(result, window, *, fold: bool | None = None, n_boot: int = 1000
     ``n_boot``, ``seed``: bootstrap over realisations (resampled with replacement,
     ``numpy.random.default_rng(seed)``); lower/upper are the 16%/84% quantiles.
     The covariance of the mean flux across u is Cov_r(per-realisation slopes) / R (folded
-    like the flux), the sample estimate the bootstrap converges to.
+    like the flux), the sample estimate the bootstrap converges to; the support at u is the number
+    of realisations whose (folded) slope there is non-zero.
     """
     u = np.asarray(result.u_grid, dtype=float)
     cumulative = np.asarray(result.cumulative, dtype=float)
@@ -241,7 +249,8 @@ def measure_flux(result, window, *, fold: bool | None = None, n_boot: int = 1000
     flux = per_real.mean(axis=0)
     if do_fold:
         flux = fold_odd(flux)
-    covariance = np.atleast_2d(np.cov(fold_odd(per_real) if do_fold else per_real, rowvar=False, ddof=1)) / n_real
+    slopes = fold_odd(per_real) if do_fold else per_real
+    covariance = np.atleast_2d(np.cov(slopes, rowvar=False, ddof=1)) / n_real
 
     rng = np.random.default_rng(seed)
     boot = np.empty((int(n_boot), u.size))
@@ -271,6 +280,7 @@ def measure_flux(result, window, *, fold: bool | None = None, n_boot: int = 1000
         n_boot=int(n_boot),
         seed=seed,
         covariance=covariance,
+        support=np.count_nonzero(slopes, axis=0),
     )
 
 
