@@ -438,13 +438,14 @@ class FluxEnsemble:
     passed to :func:`numerics.nbody.simulate`), ``wall_times`` (s, the whole simulate call,
     JIT compilation included), ``run_times`` (s, the engine's own integration time),
     ``particle_steps_per_s`` (N R n_steps / run_time), ``energy_errors`` (largest relative energy
-    error of any realisation at any snapshot), ``covariances`` (U x U covariance of the mean
-    flux F across u, folded like the flux; None when not known), ``even_chi2_dof`` (chi^2/dof of
+    error of any realisation at any snapshot), ``even_chi2_dof`` (chi^2/dof of
     the even part (F(u) + F(-u))/2 of the *unfolded* flux against 0 over u > 0, with the
     covariance across u when R is large enough, over the u > 0 with support >= MIN_SUPPORT: ~1
-    when the measured flux is odd, as it must be for an even df; NaN when not measured),
-    ``supports`` ((U,) per N: how many realisations have a non-zero flux slope at each u; points
-    below min(:data:`MIN_SUPPORT`, R // 2) are left out of the fits and chi^2; None when not known).
+    when the measured flux is odd, as it must be for an even df; NaN when not measured).
+    The covariance across u and the support of each N live in its measurement
+    (:attr:`FluxMeasurement.covariance`, :attr:`FluxMeasurement.support`), and :attr:`covariances`,
+    :attr:`supports` read them there: points supported by fewer than min(:data:`MIN_SUPPORT`, R // 2)
+    realisations are left out of the fits and chi^2.
     ``params``: the set-up (potential, df, t_end, dt, window, backend, ...), JSON-able.
     ``units``: "t" (the run's time) or "tau" (tau = sigma t, velocities in units of sigma; see
     :meth:`rescaled`).
@@ -458,9 +459,7 @@ class FluxEnsemble:
     run_times: tuple[float, ...] = ()
     particle_steps_per_s: tuple[float, ...] = ()
     energy_errors: tuple[float, ...] = ()
-    covariances: tuple[np.ndarray | None, ...] = ()
     even_chi2_dof: tuple[float, ...] = ()
-    supports: tuple[np.ndarray | None, ...] = ()
     params: dict = field(default_factory=dict)
     units: str = "t"
 
@@ -471,10 +470,7 @@ class FluxEnsemble:
         nan = (float("nan"),) * K
         for name, default in (("Rs", tuple(m.n_realisations for m in self.measurements)), ("seeds", (None,) * K),
                               ("wall_times", nan), ("run_times", nan), ("particle_steps_per_s", nan),
-                              ("energy_errors", nan),
-                              ("covariances", tuple(getattr(m, "covariance", None) for m in self.measurements)),
-                              ("even_chi2_dof", nan),
-                              ("supports", tuple(getattr(m, "support", None) for m in self.measurements))):
+                              ("energy_errors", nan), ("even_chi2_dof", nan)):
             value = tuple(getattr(self, name)) or default
             if len(value) != K:
                 raise ValueError(f"{name} has {len(value)} entries, Ns has {K}")
@@ -482,15 +478,24 @@ class FluxEnsemble:
 
     # -- construction --------------------------------------------------------------------
     @classmethod
-    def from_measurements(cls, measurements: Sequence[FluxMeasurement], **fields) -> "FluxEnsemble":
+    def from_measurements(cls, measurements: Sequence[FluxMeasurement], *, covariances=None, supports=None,
+                          **fields) -> "FluxEnsemble":
         """An ensemble from per-N measurements (e.g. loaded from files, or synthetic).
 
         Checks that every measurement knows its N, that the N are distinct, the u grids equal
         and the folding the same; sorts by N (extra per-N fields are sorted along).
+        ``covariances``, ``supports``: one per measurement (or None each) to set on the measurements
+        (:attr:`FluxMeasurement.covariance`, :attr:`FluxMeasurement.support`), e.g. for synthetic data.
         """
         ms = list(measurements)
         if not ms:
             raise ValueError("measurements is empty")
+        for name, values in (("covariance", covariances), ("support", supports)):
+            if values is not None:
+                values = list(values)
+                if len(values) != len(ms):
+                    raise ValueError(f"{name}s has {len(values)} entries, measurements has {len(ms)}")
+                ms = [replace(m, **{name: v}) for m, v in zip(ms, values)]
         for i, m in enumerate(ms):
             if not isinstance(m, FluxMeasurement):
                 raise TypeError(f"measurements[{i}] is a {type(m).__name__}, not a FluxMeasurement")
@@ -528,6 +533,16 @@ class FluxEnsemble:
     @property
     def folded(self) -> bool:
         return bool(self.measurements[0].folded)
+
+    @property
+    def covariances(self) -> tuple:
+        """Per N the (U, U) covariance of the mean flux across u (folded like it), or None."""
+        return tuple(m.covariance for m in self.measurements)
+
+    @property
+    def supports(self) -> tuple:
+        """Per N the (U,) number of realisations with a non-zero flux slope at each u, or None."""
+        return tuple(m.support for m in self.measurements)
 
     @property
     def window(self) -> tuple[float, float]:
@@ -593,28 +608,27 @@ class FluxEnsemble:
                            upper=np.asarray(m.upper) / s, window=(m.window[0] * s, m.window[1] * s),
                            covariance=None if m.covariance is None else np.asarray(m.covariance) / (s * s))
                    for m in self.measurements)
-        covs = tuple(None if c is None else np.asarray(c) / (s * s) for c in self.covariances)
         params = dict(self.params)
         params["sigma"] = s
         params["units_note"] = "w = u/sigma, tau = sigma t, flux F_tau(w) = F_t(sigma w)/sigma"
-        return replace(self, measurements=ms, covariances=covs, params=params, units="tau")
+        return replace(self, measurements=ms, params=params, units="tau")
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self, *, include_covariances: bool = False) -> dict:
-        """JSON-ready summary: per-N measurements, N^2 F with its band, timings, peaks, set-up."""
+        """JSON-ready summary: per-N measurements (with their supports, and their covariances across u when
+        ``include_covariances``), N^2 F with its band, timings, peaks, set-up."""
         per_n = []
         for i, (n, m) in enumerate(zip(self.Ns, self.measurements)):
+            md = m.to_dict()
+            if not include_covariances:
+                md.pop("covariance", None)
             entry = {
                 "N": n, "R": self.Rs[i], "seed": self.seeds[i], "wall_time_s": self.wall_times[i],
                 "run_time_s": self.run_times[i], "particle_steps_per_s": self.particle_steps_per_s[i],
                 "max_relative_energy_error": self.energy_errors[i], "even_part_chi2_dof": self.even_chi2_dof[i],
                 "n2_flux": self.n2_flux[i], "n2_lower": self.n2_lower[i], "n2_upper": self.n2_upper[i],
-                "n2_err": self.n2_err[i], "measurement": m.to_dict(),
+                "n2_err": self.n2_err[i], "measurement": md,
             }
-            if include_covariances and self.covariances[i] is not None:
-                entry["covariance"] = np.asarray(self.covariances[i])
-            if self.supports[i] is not None:
-                entry["support"] = np.asarray(self.supports[i])
             per_n.append(entry)
         return _jsonable({
             "convention": CONVENTION, "units": self.units, "Ns": list(self.Ns), "u": self.u,
@@ -625,7 +639,8 @@ class FluxEnsemble:
 
     @classmethod
     def from_dict(cls, data: dict) -> "FluxEnsemble":
-        """Inverse of :meth:`to_dict` (covariances only if they were included)."""
+        """Inverse of :meth:`to_dict` (covariances only if they were included; files that kept covariance and
+        support beside the measurement, as written before they moved into it, are read too)."""
         per_n = data["per_N"]
 
         def nan_or(x):
@@ -634,7 +649,10 @@ class FluxEnsemble:
         ms = []
         for e in per_n:
             md = dict(e["measurement"])
-            for key in ("u", "flux", "lower", "upper"):
+            for key in ("covariance", "support"):
+                if md.get(key) is None and e.get(key) is not None:
+                    md[key] = e[key]
+            for key in ("u", "flux", "lower", "upper") + (("covariance",) if md.get("covariance") is not None else ()):
                 md[key] = json_floats(md[key])
             ms.append(FluxMeasurement.from_dict(md))
         return cls.from_measurements(
@@ -643,9 +661,7 @@ class FluxEnsemble:
             run_times=[nan_or(e.get("run_time_s")) for e in per_n],
             particle_steps_per_s=[nan_or(e.get("particle_steps_per_s")) for e in per_n],
             energy_errors=[nan_or(e.get("max_relative_energy_error")) for e in per_n],
-            covariances=[None if e.get("covariance") is None else json_floats(e["covariance"]) for e in per_n],
             even_chi2_dof=[nan_or(e.get("even_part_chi2_dof")) for e in per_n],
-            supports=[None if e.get("support") is None else np.asarray(e["support"], dtype=int) for e in per_n],
             params=data.get("params", {}), units=data.get("units", "t"))
 
 

@@ -303,6 +303,17 @@ def test_tiny_real_ensemble_shapes_seeds_and_json(tiny, tmp_path):
     np.testing.assert_allclose(back.n2_flux, ens.n2_flux)
     np.testing.assert_allclose(back.covariances[0], ens.covariances[0])
     np.testing.assert_array_equal(back.supports[1], ens.supports[1])
+    lean = FluxEnsemble.from_dict(json.loads(json.dumps(ens.to_dict(), allow_nan=False)))
+    assert lean.covariances == (None, None)
+    np.testing.assert_array_equal(lean.supports[0], ens.supports[0])
+    # the layout written before covariance and support moved into the measurement
+    old = json.loads(json.dumps(ens.to_dict(), allow_nan=False))
+    for e, c, sup in zip(old["per_N"], ens.covariances, ens.supports):
+        e["measurement"].pop("support")
+        e["covariance"], e["support"] = c.tolist(), sup.tolist()
+    older = FluxEnsemble.from_dict(old)
+    np.testing.assert_allclose(older.covariances[1], ens.covariances[1])
+    np.testing.assert_array_equal(older.supports[1], ens.supports[1])
     fit = extrapolate_inverse_N(ens)
     assert isinstance(fit, InverseNFit) and fit.a.shape == (21,) and fit.dof == 0
     write_json(fit, tmp_path / "fit.json")
@@ -1090,6 +1101,12 @@ def test_tiny_ensemble_carries_its_measurements_covariances(tiny):
     for m, c in zip(tiny.measurements, tiny.covariances):
         assert m.covariance is not None
         np.testing.assert_array_equal(c, m.covariance)
+    # one source: covariances given to the ensemble are set on its measurements
+    fake = [np.eye(21) * k for k in (1.0, 2.0)]
+    again = FluxEnsemble.from_measurements(tiny.measurements, covariances=fake)
+    assert again.measurement(16).covariance is fake[1] and again.covariances[0] is fake[0]
+    with pytest.raises(ValueError, match="covariances has 1 entries"):
+        FluxEnsemble.from_measurements(tiny.measurements, covariances=fake[:1])
     r = tiny.rescaled(2.0)
     np.testing.assert_allclose(r.measurements[1].covariance, tiny.measurements[1].covariance / 4.0)
     np.testing.assert_allclose(r.covariances[1], tiny.covariances[1] / 4.0)
